@@ -1,0 +1,44 @@
+# ticketclf — the two commands a fresh machine needs: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SHARED_DATA ?= ../shared/data
+DEMO_OUT := build/demo
+
+.PHONY: demo test lint model bench install clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(BIN)/ticketclf: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(BIN)/ticketclf  ## create .venv and install ticketclf with its dev tools
+
+demo: $(BIN)/ticketclf  ## classify samples/tickets.csv with the shipped model
+	@mkdir -p $(DEMO_OUT)
+	$(BIN)/ticketclf classify samples/tickets.csv -o $(DEMO_OUT)/tickets.classified.csv \
+		--log-format console --log-level WARNING
+	@echo "output: $(DEMO_OUT)/tickets.classified.csv"
+
+test: $(BIN)/ticketclf  ## install what the tests need and run them
+	bash scripts/test-deps.sh
+	$(BIN)/python -m pytest -q
+
+lint: $(BIN)/ticketclf  ## ruff and mypy
+	$(BIN)/ruff check ticketclf tests bench models
+	$(BIN)/mypy ticketclf
+
+model: $(BIN)/ticketclf  ## rebuild the shipped default model from data/ and ../shared/data
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct -- data models/build_default.py 2>/dev/null || echo 0) \
+		$(BIN)/python models/build_default.py --shared-data $(SHARED_DATA) --out models/default
+
+bench: $(BIN)/ticketclf  ## throughput and memory benchmarks; writes figures to stdout
+	$(BIN)/python bench/run.py
+
+clean:  ## remove build outputs (keeps .venv)
+	rm -rf build .pytest_cache

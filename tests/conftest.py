@@ -1,0 +1,72 @@
+"""Shared fixtures: the shipped model, small real input files, and a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ticketclf.cli import app
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples"
+SHIPPED_MODEL = ROOT / "models" / "default"
+
+
+@pytest.fixture(scope="session")
+def model_dir() -> Path:
+    return SHIPPED_MODEL
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test sees the developer's settings or keys; the cache lives in the test's tmp dir."""
+    for name in list(os.environ):
+        if name.startswith("TICKETCLF_") or name.startswith("GEMINI_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("TICKETCLF_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def cli() -> Callable[..., "CliResult"]:
+    runner = CliRunner()
+
+    def invoke(*args: str, input: str | None = None) -> CliResult:
+        result = runner.invoke(app, [str(a) for a in args], input=input)
+        return CliResult(result.exit_code, result.stdout, result.stderr, result.exception)
+
+    return invoke
+
+
+class CliResult:
+    def __init__(self, code: int, stdout: str, stderr: str, exception: BaseException | None):
+        self.code, self.stdout, self.stderr, self.exception = code, stdout, stderr, exception
+
+    def __repr__(self) -> str:
+        return f"CliResult(code={self.code}, stderr={self.stderr[-2000:]!r})"
+
+
+def ticketclf_cmd(*args: str) -> list[str]:
+    """The installed console script, run as a real subprocess."""
+    return [sys.executable, "-m", "ticketclf", *[str(a) for a in args]]
+
+
+def run_cli(*args: str, input: bytes | None = None, timeout: float = 120,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(ticketclf_cmd(*args), input=input, capture_output=True,
+                          timeout=timeout, env=env)
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
+    import csv
+
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(header)
+        w.writerows(rows)
+    return path

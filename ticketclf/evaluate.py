@@ -1,0 +1,82 @@
+"""Metrics for one head: accuracy, macro-F1, per-class scores, confusion matrix, calibration
+(ECE and a reliability table) and risk–coverage."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+COVERAGES = (0.5, 0.7, 0.8, 0.9, 1.0)
+ECE_BINS = 15
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray,
+                               bins: int = ECE_BINS) -> float:
+    """Weighted mean gap between confidence and accuracy over equal-width confidence bins."""
+    return float(sum(b["count"] * abs(b["confidence"] - b["accuracy"])
+                     for b in reliability(confidence, correct, bins)) / max(len(confidence), 1))
+
+
+def reliability(confidence: np.ndarray, correct: np.ndarray,
+                bins: int = ECE_BINS) -> list[dict[str, float]]:
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    table = []
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            table.append({"low": float(edges[b]), "high": float(edges[b + 1]),
+                          "count": int(mask.sum()), "confidence": float(confidence[mask].mean()),
+                          "accuracy": float(correct[mask].mean())})
+    return table
+
+
+def risk_coverage(confidence: np.ndarray, correct: np.ndarray,
+                  coverages: Sequence[float] = COVERAGES) -> list[dict[str, float]]:
+    """Accuracy of the most confident fraction of predictions, and the threshold that keeps it."""
+    order = np.argsort(-confidence, kind="stable")
+    rows = []
+    for cov in coverages:
+        k = max(1, int(round(cov * len(order))))
+        kept = order[:k]
+        rows.append({"coverage": cov, "accuracy": float(correct[kept].mean()),
+                     "threshold": float(confidence[kept[-1]])})
+    return rows
+
+
+def threshold_for_precision(confidence: np.ndarray, correct: np.ndarray, target: float,
+                            min_kept: int = 20) -> float:
+    """The lowest confidence threshold at which the kept predictions are at least `target`
+    accurate (1.0 when no threshold reaches it)."""
+    order = np.argsort(-confidence, kind="stable")
+    hits = np.cumsum(correct[order])
+    precision = hits / np.arange(1, len(order) + 1)
+    ok = np.nonzero(precision[min_kept - 1:] >= target)[0] if len(order) >= min_kept else []
+    if len(ok) == 0:
+        return 1.0
+    return float(confidence[order[ok[-1] + min_kept - 1]])
+
+
+def head_metrics(y_true: Sequence[str], y_pred: Sequence[str], confidence: np.ndarray,
+                 labels: Sequence[str]) -> dict[str, Any]:
+    y_true_a, y_pred_a = np.asarray(y_true), np.asarray(y_pred)
+    correct = (y_true_a == y_pred_a).astype(float)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true_a, y_pred_a, labels=list(labels), zero_division=0)
+    return {
+        "n": int(len(y_true_a)),
+        "accuracy": float(accuracy_score(y_true_a, y_pred_a)),
+        "macro_f1": float(f1_score(y_true_a, y_pred_a, labels=list(labels), average="macro",
+                                   zero_division=0)),
+        "ece": expected_calibration_error(confidence, correct),
+        "per_class": {lab: {"precision": float(p), "recall": float(r), "f1": float(f),
+                            "support": int(s)}
+                      for lab, p, r, f, s in zip(labels, precision, recall, f1, support)},
+        "labels": list(labels),
+        "confusion": confusion_matrix(y_true_a, y_pred_a, labels=list(labels)).tolist(),
+        "reliability": reliability(confidence, correct),
+        "risk_coverage": risk_coverage(confidence, correct),
+    }

@@ -1,0 +1,1 @@
+"""Streaming readers and atomic writers."""

@@ -1,0 +1,135 @@
+"""Model files: a skops archive plus a JSON model card that pins its SHA-256.
+
+Loading never runs pickle: skops rebuilds only the types listed in TRUSTED_TYPES and refuses
+anything else, and a file whose hash differs from its card is refused before it is parsed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import skops.io as sio
+
+from ..errors import ConfigError, OutputError
+from ..io.writers import AtomicFile
+
+MODEL_FILE = "model.skops"
+CARD_FILE = "card.json"
+
+# Every type a model made by `ticketclf train` contains; skops refuses any other.
+TRUSTED_TYPES = [
+    "builtins.slice",
+    "numpy.dtype",
+    "numpy.float64",
+    "numpy.int64",
+    "numpy.ndarray",
+    "scipy.sparse._csr.csr_matrix",
+    "sklearn.calibration.CalibratedClassifierCV",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+    "sklearn.feature_extraction.text.TfidfTransformer",
+    "sklearn.feature_extraction.text.TfidfVectorizer",
+    "sklearn.isotonic.IsotonicRegression",
+    "sklearn.linear_model._logistic.LogisticRegression",
+    "sklearn.pipeline.FeatureUnion",
+    "sklearn.svm._classes.LinearSVC",
+]
+
+
+def resolve_model_dir(path: Path) -> Path:
+    """Accept the model directory or either file in it."""
+    return path.parent if path.is_file() else path
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def reproducible_zip(data: bytes) -> bytes:
+    """Rewrite a zip archive with fixed timestamps so that equal models give equal bytes."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(
+        out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6
+    ) as dst:
+        for info in src.infolist():
+            fixed = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
+            fixed.compress_type = zipfile.ZIP_DEFLATED
+            fixed.external_attr = 0o644 << 16
+            dst.writestr(fixed, src.read(info))
+    return out.getvalue()
+
+
+def save_model(model_dir: Path, artifacts: dict[str, Any], card: dict[str, Any]) -> dict[str, Any]:
+    """Write the archive and its card (both atomically); returns the card as written."""
+    try:
+        model_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {model_dir}: {exc.strerror}") from exc
+    data = reproducible_zip(sio.dumps(artifacts))
+    sha = hashlib.sha256(data).hexdigest()
+    card = {**card, "version": sha[:12], "model_file": MODEL_FILE, "sha256": sha,
+            "size_bytes": len(data)}
+    with AtomicFile(model_dir / MODEL_FILE) as f:
+        f.write(data)
+    with AtomicFile(model_dir / CARD_FILE) as f:
+        f.write((json.dumps(card, indent=2, sort_keys=False) + "\n").encode())
+    return card
+
+
+def read_card(model_dir: Path) -> dict[str, Any]:
+    card_path = model_dir / CARD_FILE
+    if not card_path.is_file():
+        raise ConfigError(f"no model card at {card_path}",
+                          "point --model at a directory made by `ticketclf train`")
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"model card {card_path} is unreadable: {exc}") from exc
+    if not isinstance(card, dict) or "sha256" not in card:
+        raise ConfigError(f"model card {card_path} has no sha256", "retrain or restore the card")
+    return card
+
+
+def load_artifacts(model_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Verify the file against its card, then load it with skops' allow-list."""
+    model_dir = resolve_model_dir(model_dir)
+    if not model_dir.exists():
+        raise ConfigError(f"model not found: {model_dir}", "set --model or TICKETCLF_MODEL")
+    card = read_card(model_dir)
+    model_path = model_dir / card.get("model_file", MODEL_FILE)
+    try:
+        data = model_path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read model file {model_path}: {exc.strerror}") from exc
+    if hashlib.sha256(data).hexdigest() != card["sha256"]:
+        raise ConfigError(
+            f"model file {model_path} does not match the SHA-256 in its card",
+            "the file was changed or corrupted; restore it or retrain",
+        )
+    try:
+        artifacts = sio.loads(data, trusted=TRUSTED_TYPES)
+    except sio.exceptions.UntrustedTypesFoundException as exc:
+        raise ConfigError(f"model file {model_path} contains types that are not trusted: {exc}",
+                          "only models made by `ticketclf train` load") from exc
+    except Exception as exc:  # noqa: BLE001 - any parse failure means a bad file
+        raise ConfigError(f"model file {model_path} cannot be loaded: {exc}") from exc
+    if not isinstance(artifacts, dict) or "vectorizer" not in artifacts or "heads" not in artifacts:
+        raise ConfigError(f"model file {model_path} is not a ticketclf model")
+    return artifacts, card
+
+
+def load_model(path: Path | str) -> "TicketModel":
+    from .core import TicketModel
+
+    artifacts, card = load_artifacts(Path(os.fspath(path)))
+    return TicketModel(artifacts["vectorizer"], artifacts["heads"], card)

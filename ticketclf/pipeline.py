@@ -1,0 +1,197 @@
+"""classify_batches: batches of tickets → local model (worker processes, order kept) →
+escalation of the uncertain ones (when an escalator is given) → priority → results."""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from .io.readers import Batch
+from .model import TicketModel, load_model
+from .priority import priority_for
+from .schema import Prediction, Result, Ticket
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Confidence below which a head's answer is uncertain (escalated or flagged)."""
+
+    category: float
+    sentiment: float
+
+    @classmethod
+    def from_model(cls, model: TicketModel, override: float | None = None) -> Thresholds:
+        if override is not None:
+            return cls(override, override)
+        return cls(model.threshold("category"), model.threshold("sentiment"))
+
+    def uncertain(self, p: Prediction) -> bool:
+        return p.category_confidence < self.category or p.sentiment_confidence < self.sentiment
+
+
+@dataclass(slots=True)
+class Decision:
+    """What the escalation step concluded for one uncertain ticket."""
+
+    prediction: Prediction
+    decided_by: str  # "model" or "llm"
+    cached: bool
+    needs_review: bool
+
+
+class Escalator(Protocol):
+    """Resolves the tickets the local model is unsure of (the LLM step)."""
+
+    def resolve(self, items: Sequence[tuple[Ticket, Prediction]]) -> list[Decision]: ...
+
+
+@dataclass
+class StageTimes:
+    """Seconds the main process spent in each stage (model time is waiting on workers)."""
+
+    read: float = 0.0
+    model: float = 0.0
+    llm: float = 0.0
+    write: float = 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {"read": self.read, "model": self.model, "llm": self.llm, "write": self.write}
+
+
+@dataclass
+class ClassifiedBatch:
+    results: list[Result]
+    rejects: list = field(default_factory=list)
+
+
+# --- worker processes -------------------------------------------------------------------
+
+_worker_model: TicketModel | None = None
+
+
+def _init_worker(model_dir: str) -> None:
+    global _worker_model
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how a run ends
+    _worker_model = load_model(Path(model_dir))
+
+
+def _predict_in_worker(texts: list[str]) -> list[Prediction]:
+    assert _worker_model is not None
+    return _worker_model.predict(texts)
+
+
+class Predictor:
+    """Runs the model over batches in order, in worker processes when there is more than one
+    batch and more than one worker. In-flight batches are bounded, so memory is too."""
+
+    def __init__(self, model: TicketModel, model_dir: Path, workers: int) -> None:
+        self.model = model
+        self.model_dir = model_dir
+        self.workers = max(1, workers)
+        self._pool: multiprocessing.pool.Pool | None = None
+
+    def map(self, batches: Iterable[Batch], times: StageTimes) -> Iterator[tuple[Batch, list[Prediction]]]:
+        it = iter(_timed(batches, times))
+        first = next(it, None)
+        if first is None:
+            return
+        second = next(it, None)
+        if second is None or self.workers == 1:
+            # One batch, or one worker: processes would cost more than they save.
+            for batch in (first,) if second is None else _chain(first, second, it):
+                t0 = time.perf_counter()
+                preds = self.model.predict([t.text for t in batch.tickets]) if batch.tickets else []
+                times.model += time.perf_counter() - t0
+                yield batch, preds
+            return
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["ticketclf.pipeline"])
+        self._pool = ctx.Pool(self.workers, initializer=_init_worker, initargs=(str(self.model_dir),))
+        pending: deque = deque()
+        limit = self.workers * 2
+        try:
+            for batch in _chain(first, second, it):
+                texts = [t.text for t in batch.tickets]
+                pending.append((batch, self._pool.apply_async(_predict_in_worker, (texts,))))
+                if len(pending) >= limit:
+                    yield self._collect(pending, times)
+            while pending:
+                yield self._collect(pending, times)
+            self._pool.close()
+            self._pool.join()
+        finally:
+            self.close()
+
+    @staticmethod
+    def _collect(pending: deque, times: StageTimes) -> tuple[Batch, list[Prediction]]:
+        batch, handle = pending.popleft()
+        t0 = time.perf_counter()
+        preds = handle.get()
+        times.model += time.perf_counter() - t0
+        return batch, preds
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool = None
+
+
+def _chain(first: Batch, second: Batch, rest: Iterator[Batch]) -> Iterator[Batch]:
+    yield first
+    yield second
+    yield from rest
+
+
+def _timed(batches: Iterable[Batch], times: StageTimes) -> Iterator[Batch]:
+    it = iter(batches)
+    while True:
+        t0 = time.perf_counter()
+        batch = next(it, None)
+        times.read += time.perf_counter() - t0
+        if batch is None:
+            return
+        yield batch
+
+
+def classify_batches(
+    batches: Iterable[Batch],
+    predictor: Predictor,
+    thresholds: Thresholds,
+    escalator: Escalator | None = None,
+    times: StageTimes | None = None,
+) -> Iterator[ClassifiedBatch]:
+    """Results in input order, one per ticket; rejects pass through alongside."""
+    times = times if times is not None else StageTimes()
+    version = predictor.model.version
+    for batch, predictions in predictor.map(batches, times):
+        decisions: list[Decision | None] = [None] * len(predictions)
+        uncertain = [i for i, p in enumerate(predictions) if thresholds.uncertain(p)]
+        if escalator is not None and uncertain:
+            t0 = time.perf_counter()
+            resolved = escalator.resolve([(batch.tickets[i], predictions[i]) for i in uncertain])
+            times.llm += time.perf_counter() - t0
+            for i, d in zip(uncertain, resolved, strict=True):
+                decisions[i] = d
+        else:
+            for i in uncertain:
+                decisions[i] = Decision(predictions[i], "model", False, True)
+        results = []
+        for ticket, pred, decision in zip(batch.tickets, predictions, decisions, strict=True):
+            d = decision or Decision(pred, "model", False, False)
+            p = d.prediction
+            results.append(Result(
+                ticket=ticket,
+                prediction=p,
+                priority=priority_for(p.category, p.sentiment, ticket.text),
+                decided_by=d.decided_by,  # type: ignore[arg-type]
+                cached=d.cached,
+                needs_review=d.needs_review,
+                model_version=version,
+            ))
+        yield ClassifiedBatch(results, batch.rejects)

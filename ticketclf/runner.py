@@ -1,0 +1,255 @@
+"""One classify run: open inputs, stream them through the pipeline, write the outputs
+atomically, count everything. The CLI builds a ClassifyJob and calls run_classify."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from .errors import DataError, UsageError
+from .io.readers import Batch, ReadOptions, TicketReader
+from .io.sources import STDIN, Source, format_from_name, open_source
+from .io.writers import (
+    AtomicFile,
+    RejectWriter,
+    ResultWriter,
+    gzip_if_named,
+    output_format,
+    stdout_stream,
+)
+from .model import TicketModel
+from .pipeline import Escalator, Predictor, StageTimes, Thresholds, classify_batches
+from .schema import Reject, Result
+
+log = logging.getLogger("ticketclf.run")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard `index` of `count`: the rows whose key hashes to `index` (0-based)."""
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, spec: str) -> Shard:
+        try:
+            i, n = (int(part) for part in spec.split("/"))
+        except ValueError:
+            raise UsageError(f"bad --shard {spec!r}", "write it as I/N, e.g. 0/4") from None
+        if n < 1 or not 0 <= i < n:
+            raise UsageError(f"bad --shard {spec!r}", "I counts from 0 and must be below N")
+        return cls(i, n)
+
+    def keeps(self, key: str) -> bool:
+        digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+        return int.from_bytes(digest, "big") % self.count == self.index
+
+    def filter(self, batch: Batch) -> Batch:
+        return Batch(
+            [t for t in batch.tickets if self.keeps(t.id)],
+            [r for r in batch.rejects if self.keeps(f"{r.source}:{r.line}")],
+        )
+
+
+@dataclass
+class ClassifyJob:
+    inputs: list[str]
+    output: str | None = None
+    rejects: str | None = None
+    input_format: str | None = None
+    output_format: str | None = None
+    read: ReadOptions = field(default_factory=ReadOptions)
+    threshold: float | None = None
+    workers: int = 1
+    shard: Shard | None = None
+    max_reject_rate: float = 0.05
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    output: str
+    rejects_path: str
+    rows_in: int = 0
+    classified: int = 0
+    rejected: int = 0
+    categories: Counter[str] = field(default_factory=Counter)
+    sentiments: Counter[str] = field(default_factory=Counter)
+    priorities: Counter[str] = field(default_factory=Counter)
+    decided_by: Counter[str] = field(default_factory=Counter)
+    needs_review: int = 0
+    cached: int = 0
+    bytes_read: int = 0
+    seconds: float = 0.0
+    stages: StageTimes = field(default_factory=StageTimes)
+
+    @property
+    def reject_rate(self) -> float:
+        return self.rejected / self.rows_in if self.rows_in else 0.0
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows_in / self.seconds if self.seconds > 0 else 0.0
+
+
+def default_output(first_input: str, fmt: str | None) -> str:
+    if first_input == STDIN:
+        return STDIN
+    path = Path(first_input)
+    name = path.name
+    for suffix in reversed(path.suffixes):
+        name = name.removesuffix(suffix)
+    ext = fmt or format_from_name(first_input) or "csv"
+    return str(path.with_name(f"{name}.classified.{ext}"))
+
+
+def default_rejects(output: str, first_input: str) -> str:
+    if output != STDIN:
+        return f"{output}.rejects.jsonl"
+    if first_input != STDIN:
+        path = Path(first_input)
+        return str(path.with_name(f"{path.name.split('.')[0]}.rejects.jsonl"))
+    return "stdin.rejects.jsonl"
+
+
+class _Inputs:
+    """All inputs as one stream of batches; every CSV must share the first one's columns."""
+
+    def __init__(self, sources: list[Source], options: ReadOptions) -> None:
+        self.sources = sources
+        self.options = options
+        self.columns: list[str] | None = None
+
+    @property
+    def bytes_read(self) -> int:
+        return sum(s.counter.bytes_read for s in self.sources)
+
+    @property
+    def total_bytes(self) -> int | None:
+        sizes = [s.total_bytes for s in self.sources]
+        return None if None in sizes else sum(s for s in sizes if s is not None)
+
+    def batches(self) -> Iterator[Batch]:
+        for source in self.sources:
+            reader = TicketReader(source, self.options)
+            try:
+                for batch in reader.batches():
+                    self._check_columns(reader)
+                    yield batch
+                self._check_columns(reader)
+            finally:
+                reader.close()
+
+    def _check_columns(self, reader: TicketReader) -> None:
+        if reader.columns is None:
+            return
+        if self.columns is None:
+            self.columns = reader.columns
+        elif reader.columns != self.columns and reader.source.format == "csv":
+            raise DataError(
+                f"{reader.source.name} has other columns than {self.sources[0].name}",
+                "classify files with different layouts in separate runs",
+            )
+
+
+def run_classify(
+    job: ClassifyJob,
+    model: TicketModel,
+    model_dir: Path,
+    escalator: Escalator | None = None,
+    on_progress: Callable[[int, int | None], None] | None = None,
+) -> RunReport:
+    """Classify every input row into the output or the rejects file; returns the counts.
+
+    Raises DataError (after writing both files) when the reject rate is over the limit.
+    """
+    started = time.perf_counter()
+    out_fmt = output_format(job.output or default_output(job.inputs[0], job.output_format),
+                            job.output_format)
+    output = job.output or default_output(job.inputs[0], out_fmt)
+    rejects_path = job.rejects or default_rejects(output, job.inputs[0])
+    if job.inputs.count(STDIN) > 1:
+        raise UsageError("stdin ('-') can be read only once")
+    report = RunReport(run_id=uuid.uuid4().hex[:12], output=output, rejects_path=rejects_path)
+    log.info("run started", extra={"event": "run_started", "run_id": report.run_id,
+                                   "inputs": job.inputs, "output": output,
+                                   "model_version": model.version})
+    with ExitStack() as stack:
+        sources = []
+        for name in job.inputs:
+            source = open_source(name, job.input_format)
+            stack.callback(source.close)
+            sources.append(source)
+        inputs = _Inputs(sources, job.read)
+        out_stream = _open_output(stack, output)
+        rej_stream = stack.enter_context(AtomicFile(Path(rejects_path)))
+        reject_writer = RejectWriter(rej_stream)
+        predictor = Predictor(model, model_dir, job.workers)
+        stack.callback(predictor.close)
+        batches: Iterator[Batch] = inputs.batches()
+        if job.shard is not None:
+            batches = map(job.shard.filter, batches)
+        thresholds = Thresholds.from_model(model, job.threshold)
+        writer: ResultWriter | None = None
+        for classified in classify_batches(batches, predictor, thresholds, escalator,
+                                           report.stages):
+            t0 = time.perf_counter()
+            if writer is None:
+                writer = ResultWriter(out_stream, out_fmt, inputs.columns or [])
+            writer.write(classified.results)
+            reject_writer.write(classified.rejects)
+            report.stages.write += time.perf_counter() - t0
+            _count(report, classified.results, classified.rejects)
+            if on_progress is not None:
+                on_progress(inputs.bytes_read, inputs.total_bytes)
+        if writer is None:  # no rows at all: still a valid, header-only output
+            writer = ResultWriter(out_stream, out_fmt, inputs.columns or [])
+        writer.detach()
+        report.bytes_read = inputs.bytes_read
+    report.seconds = time.perf_counter() - started
+    log.info("run finished", extra={
+        "event": "run_finished", "run_id": report.run_id, "rows_in": report.rows_in,
+        "classified": report.classified, "rejected": report.rejected,
+        "seconds": round(report.seconds, 3), "stages": report.stages.as_dict()})
+    if report.rejected and report.reject_rate > job.max_reject_rate:
+        raise DataError(
+            f"{report.rejected} of {report.rows_in} rows rejected ({report.reject_rate:.1%}), "
+            f"above --max-reject-rate {job.max_reject_rate:.1%}; see {rejects_path}",
+            "fix the input or raise --max-reject-rate",
+        )
+    return report
+
+
+def _open_output(stack: ExitStack, output: str) -> IO[bytes]:
+    """stdout as it is; a path through an atomic file (gzip when the name says so)."""
+    if output == STDIN:
+        return stdout_stream()
+    raw = stack.enter_context(AtomicFile(Path(output)))
+    stream = gzip_if_named(raw, output)
+    if stream is not raw:
+        stack.callback(stream.close)  # runs before the atomic rename: the gzip trailer lands
+    return stream
+
+
+def _count(report: RunReport, results: list[Result], rejects: list[Reject]) -> None:
+    report.rows_in += len(results) + len(rejects)
+    report.classified += len(results)
+    report.rejected += len(rejects)
+    for r in results:
+        p = r.prediction
+        report.categories[p.category] += 1
+        report.sentiments[p.sentiment] += 1
+        report.priorities[r.priority] += 1
+        report.decided_by[r.decided_by] += 1
+        report.needs_review += r.needs_review
+        report.cached += r.cached
+
