@@ -180,8 +180,9 @@ def classify(
         shard=Shard.parse(shard) if shard else None, max_reject_rate=max_reject_rate,
     )
     show_progress = not quiet and err.is_terminal
+    report = RunReport()
     with _progress(show_progress) as on_progress:
-        report = run_classify(job, ticket_model, model_dir, on_progress=on_progress)
+        run_classify(job, ticket_model, model_dir, on_progress=on_progress, report=report)
     if not quiet:
         _print_summary(report)
 

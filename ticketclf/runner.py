@@ -76,9 +76,14 @@ class ClassifyJob:
 
 @dataclass
 class RunReport:
-    run_id: str
-    output: str
-    rejects_path: str
+    """What a run did, filled in as it goes, so a failed or interrupted run still reports."""
+
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    started_at: float = field(default_factory=time.time)
+    success: bool = False
+    exit_code: int | None = None
+    output: str = ""
+    rejects_path: str = ""
     rows_in: int = 0
     classified: int = 0
     rejected: int = 0
@@ -91,6 +96,11 @@ class RunReport:
     bytes_read: int = 0
     seconds: float = 0.0
     stages: StageTimes = field(default_factory=StageTimes)
+    # Filled by the LLM escalation step (ticketclf.llm); empty when it is off.
+    cache_lookups: Counter[str] = field(default_factory=Counter)  # result: hit | miss
+    llm_requests: Counter[str] = field(default_factory=Counter)  # status: ok | error | ...
+    llm_tokens: Counter[str] = field(default_factory=Counter)  # kind: input | output
+    llm_cost_usd: float = 0.0
 
     @property
     def reject_rate(self) -> float:
@@ -167,55 +177,60 @@ def run_classify(
     model_dir: Path,
     escalator: Escalator | None = None,
     on_progress: Callable[[int, int | None], None] | None = None,
+    report: RunReport | None = None,
 ) -> RunReport:
     """Classify every input row into the output or the rejects file; returns the counts.
 
-    Raises DataError (after writing both files) when the reject rate is over the limit.
+    Pass `report` to keep the counts when the run fails or is interrupted. Raises DataError
+    (after writing both files) when the reject rate is over the limit.
     """
     started = time.perf_counter()
+    report = report if report is not None else RunReport()
     out_fmt = output_format(job.output or default_output(job.inputs[0], job.output_format),
                             job.output_format)
     output = job.output or default_output(job.inputs[0], out_fmt)
     rejects_path = job.rejects or default_rejects(output, job.inputs[0])
     if job.inputs.count(STDIN) > 1:
         raise UsageError("stdin ('-') can be read only once")
-    report = RunReport(run_id=uuid.uuid4().hex[:12], output=output, rejects_path=rejects_path)
+    report.output, report.rejects_path = output, rejects_path
     log.info("run started", extra={"event": "run_started", "run_id": report.run_id,
                                    "inputs": job.inputs, "output": output,
                                    "model_version": model.version})
-    with ExitStack() as stack:
-        sources = []
-        for name in job.inputs:
-            source = open_source(name, job.input_format)
-            stack.callback(source.close)
-            sources.append(source)
-        inputs = _Inputs(sources, job.read)
-        out_stream = _open_output(stack, output)
-        rej_stream = stack.enter_context(AtomicFile(Path(rejects_path)))
-        reject_writer = RejectWriter(rej_stream)
-        predictor = Predictor(model, model_dir, job.workers)
-        stack.callback(predictor.close)
-        batches: Iterator[Batch] = inputs.batches()
-        if job.shard is not None:
-            batches = map(job.shard.filter, batches)
-        thresholds = Thresholds.from_model(model, job.threshold)
-        writer: ResultWriter | None = None
-        for classified in classify_batches(batches, predictor, thresholds, escalator,
-                                           report.stages):
-            t0 = time.perf_counter()
-            if writer is None:
+    try:
+        with ExitStack() as stack:
+            sources = []
+            for name in job.inputs:
+                source = open_source(name, job.input_format)
+                stack.callback(source.close)
+                sources.append(source)
+            inputs = _Inputs(sources, job.read)
+            out_stream = _open_output(stack, output)
+            rej_stream = stack.enter_context(AtomicFile(Path(rejects_path)))
+            reject_writer = RejectWriter(rej_stream)
+            predictor = Predictor(model, model_dir, job.workers)
+            stack.callback(predictor.close)
+            batches: Iterator[Batch] = inputs.batches()
+            if job.shard is not None:
+                batches = map(job.shard.filter, batches)
+            thresholds = Thresholds.from_model(model, job.threshold)
+            writer: ResultWriter | None = None
+            for classified in classify_batches(batches, predictor, thresholds, escalator,
+                                               report.stages):
+                t0 = time.perf_counter()
+                if writer is None:
+                    writer = ResultWriter(out_stream, out_fmt, inputs.columns or [])
+                writer.write(classified.results)
+                reject_writer.write(classified.rejects)
+                report.stages.write += time.perf_counter() - t0
+                _count(report, classified.results, classified.rejects)
+                if on_progress is not None:
+                    on_progress(inputs.bytes_read, inputs.total_bytes)
+            if writer is None:  # no rows at all: still a valid, header-only output
                 writer = ResultWriter(out_stream, out_fmt, inputs.columns or [])
-            writer.write(classified.results)
-            reject_writer.write(classified.rejects)
-            report.stages.write += time.perf_counter() - t0
-            _count(report, classified.results, classified.rejects)
-            if on_progress is not None:
-                on_progress(inputs.bytes_read, inputs.total_bytes)
-        if writer is None:  # no rows at all: still a valid, header-only output
-            writer = ResultWriter(out_stream, out_fmt, inputs.columns or [])
-        writer.detach()
-        report.bytes_read = inputs.bytes_read
-    report.seconds = time.perf_counter() - started
+            writer.detach()
+            report.bytes_read = inputs.bytes_read
+    finally:
+        report.seconds = time.perf_counter() - started
     log.info("run finished", extra={
         "event": "run_finished", "run_id": report.run_id, "rows_in": report.rows_in,
         "classified": report.classified, "rejected": report.rejected,
@@ -226,6 +241,7 @@ def run_classify(
             f"above --max-reject-rate {job.max_reject_rate:.1%}; see {rejects_path}",
             "fix the input or raise --max-reject-rate",
         )
+    report.success = True
     return report
 
 
