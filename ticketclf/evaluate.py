@@ -7,7 +7,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+)
 
 COVERAGES = (0.5, 0.7, 0.8, 0.9, 1.0)
 ECE_BINS = 15
@@ -79,4 +84,24 @@ def head_metrics(y_true: Sequence[str], y_pred: Sequence[str], confidence: np.nd
         "confusion": confusion_matrix(y_true_a, y_pred_a, labels=list(labels)).tolist(),
         "reliability": reliability(confidence, correct),
         "risk_coverage": risk_coverage(confidence, correct),
+        "risk_coverage_curve": risk_coverage(confidence, correct,
+                                             [k / 20 for k in range(1, 21)]),
     }
+
+
+def evaluate_predictions(proba: dict[str, np.ndarray], model_labels: dict[str, list[str]],
+                         truth: dict[str, Sequence[str]]) -> dict[str, Any]:
+    """Metrics for every head that has both predictions and true labels (rows with an empty
+    label are left out of that head)."""
+    report: dict[str, Any] = {}
+    for head, y_true in truth.items():
+        if head not in proba:
+            continue
+        y = np.asarray(y_true, dtype=object)
+        mask = y != ""
+        p = proba[head][mask]
+        names = np.asarray(model_labels[head], dtype=object)
+        pred = names[p.argmax(axis=1)]
+        labels = sorted(set(model_labels[head]) | set(y[mask]))
+        report[head] = head_metrics(y[mask], pred, p.max(axis=1), labels)
+    return report

@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -32,11 +33,9 @@ TRUSTED_TYPES = [
     "scipy.sparse._csr.csr_matrix",
     "sklearn.calibration.CalibratedClassifierCV",
     "sklearn.calibration._CalibratedClassifier",
-    "sklearn.calibration._SigmoidCalibration",
+    "sklearn.calibration._TemperatureScaling",
     "sklearn.feature_extraction.text.TfidfTransformer",
     "sklearn.feature_extraction.text.TfidfVectorizer",
-    "sklearn.isotonic.IsotonicRegression",
-    "sklearn.linear_model._logistic.LogisticRegression",
     "sklearn.pipeline.FeatureUnion",
     "sklearn.svm._classes.LinearSVC",
 ]
@@ -55,17 +54,36 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+_OBJECT_ID = re.compile(r'("__id__": )(\d+)|"(\d+)\.npy"')
+
+
 def reproducible_zip(data: bytes) -> bytes:
-    """Rewrite a zip archive with fixed timestamps so that equal models give equal bytes."""
+    """Rewrite a skops archive so that equal models give equal bytes.
+
+    skops names arrays and shared objects by `id()` (a memory address) and zip entries carry
+    the time of writing; both are renumbered / fixed here, in order of first appearance.
+    """
+    with zipfile.ZipFile(io.BytesIO(data)) as src:
+        schema = src.read("schema.json").decode()
+        arrays = {name: src.read(name) for name in src.namelist() if name != "schema.json"}
+    renumbered: dict[str, str] = {}
+
+    def renumber(match: re.Match[str]) -> str:
+        number = match.group(2) or match.group(3)
+        new = renumbered.setdefault(number, str(len(renumbered) + 1))
+        return f"{match.group(1)}{new}" if match.group(2) else f'"{new}.npy"'
+
+    schema = _OBJECT_ID.sub(renumber, schema)
     out = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(
-        out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6
-    ) as dst:
-        for info in src.infolist():
-            fixed = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
-            fixed.compress_type = zipfile.ZIP_DEFLATED
-            fixed.external_attr = 0o644 << 16
-            dst.writestr(fixed, src.read(info))
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as dst:
+        entries = [("schema.json", schema.encode())]
+        entries += sorted((f"{renumbered[name.removesuffix('.npy')]}.npy", body)
+                          for name, body in arrays.items())
+        for name, body in entries:
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            dst.writestr(info, body)
     return out.getvalue()
 
 
@@ -128,7 +146,7 @@ def load_artifacts(model_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return artifacts, card
 
 
-def load_model(path: Path | str) -> "TicketModel":
+def load_model(path: Path | str) -> TicketModel:
     from .core import TicketModel
 
     artifacts, card = load_artifacts(Path(os.fspath(path)))

@@ -37,15 +37,17 @@ def build_vectorizer() -> FeatureUnion:
     return FeatureUnion([
         ("word", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, strip_accents="unicode",
                                  dtype=np.float32)),
-        ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True,
+        ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True,
                                  min_df=2, dtype=np.float32)),
     ])
 
 
 def build_classifier() -> CalibratedClassifierCV:
-    """A linear SVM calibrated by isotonic regression on 5 internal folds; one final model."""
-    return CalibratedClassifierCV(LinearSVC(C=0.5, random_state=SEED), cv=5, method="isotonic",
-                                  ensemble=False)
+    """A class-balanced linear SVM with temperature scaling fitted on 5 internal folds, then
+    one final model. Measured on banking77 against isotonic and sigmoid calibration and
+    logistic regression: the best accuracy and half the calibration error (bench/RESULTS.md)."""
+    return CalibratedClassifierCV(LinearSVC(C=0.5, class_weight="balanced", random_state=SEED),
+                                  cv=5, method="temperature", ensemble=False)
 
 
 @dataclass(frozen=True)

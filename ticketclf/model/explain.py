@@ -1,0 +1,52 @@
+"""Why a head chose its label: the features of the text that pushed its linear score up.
+
+Every head is a linear model over TF-IDF features, so a label's score is a sum over the text's
+features of value × weight; the largest terms are the explanation. Word features read as words
+or word pairs, character features as the letter patterns that caught typos and word forms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .core import TicketModel
+
+
+@dataclass(frozen=True)
+class Contribution:
+    feature: str  # "word: refund" or "chars: 'outag'"
+    weight: float
+
+
+def linear_weights(classifier: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(coef, intercept) of the linear model inside a classifier, averaged over calibration
+    folds when there are several."""
+    inner = getattr(classifier, "calibrated_classifiers_", None)
+    estimators = [c.estimator for c in inner] if inner else [classifier]
+    coef = np.mean([np.asarray(e.coef_) for e in estimators], axis=0)
+    intercept = np.mean([np.asarray(e.intercept_) for e in estimators], axis=0)
+    return coef, intercept
+
+
+def _readable(name: str) -> str:
+    kind, _, token = name.partition("__")
+    return f"word: {token}" if kind == "word" else f"chars: {token!r}"
+
+
+def explain(model: TicketModel, text: str, head: str, label: str,
+            top: int = 8) -> list[Contribution]:
+    """The `top` features of `text` that most raised `label`'s score in `head`."""
+    features = model.vectorizer.transform([text]).tocsr()
+    coef, _ = linear_weights(model.heads[head])
+    labels = model.labels(head)
+    row = coef[labels.index(label)] if coef.shape[0] > 1 else (
+        coef[0] if label == labels[1] else -coef[0])
+    idx = features.indices
+    contrib = features.data * row[idx]
+    order = np.argsort(-contrib)[:top]
+    names = model.vectorizer.get_feature_names_out()
+    return [Contribution(_readable(str(names[idx[i]])), float(contrib[i]))
+            for i in order if contrib[i] > 0]
