@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 SHARED_DATA ?= ../shared/data
 DEMO_OUT := build/demo
 
-.PHONY: demo test lint model bench install clean help
+.PHONY: demo test lint model banking77 bench install clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -36,6 +36,10 @@ lint: $(BIN)/ticketclf  ## ruff and mypy
 model: $(BIN)/ticketclf  ## rebuild the shipped default model from data/ and ../shared/data
 	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct -- data models/build_default.py 2>/dev/null || echo 0) \
 		$(BIN)/python models/build_default.py --shared-data $(SHARED_DATA) --out models/default
+
+banking77: $(BIN)/ticketclf  ## reproduce the banking77 benchmark of the training recipe
+	$(BIN)/ticketclf train $(SHARED_DATA)/banking77/train.csv -o build/banking77 --any-labels
+	$(BIN)/ticketclf evaluate $(SHARED_DATA)/banking77/test.csv --model build/banking77
 
 bench: $(BIN)/ticketclf  ## throughput and memory benchmarks; writes figures to stdout
 	$(BIN)/python bench/run.py
