@@ -79,7 +79,8 @@ def head_metrics(y_true: Sequence[str], y_pred: Sequence[str], confidence: np.nd
         "ece": expected_calibration_error(confidence, correct),
         "per_class": {lab: {"precision": float(p), "recall": float(r), "f1": float(f),
                             "support": int(s)}
-                      for lab, p, r, f, s in zip(labels, precision, recall, f1, support)},
+                      for lab, p, r, f, s in zip(labels, precision, recall, f1, support,
+                                                 strict=True)},
         "labels": list(labels),
         "confusion": confusion_matrix(y_true_a, y_pred_a, labels=list(labels)).tolist(),
         "reliability": reliability(confidence, correct),

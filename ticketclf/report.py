@@ -63,12 +63,14 @@ def _axes(width: int, height: int, pad: int, xlabel: str, ylabel: str, y_min: fl
         x = pad + frac * plot_w
         y = pad + plot_h - frac * plot_h
         yv = y_min + frac * (1 - y_min)
-        parts.append(f'<text x="{x}" y="{pad + plot_h + 14}" text-anchor="middle">{frac:.1f}</text>')
+        parts.append(f'<text x="{x}" y="{pad + plot_h + 14}" text-anchor="middle">'
+                     f'{frac:.1f}</text>')
         parts.append(f'<text x="{pad - 4}" y="{y + 4}" text-anchor="end">{yv:.2f}</text>')
     parts.append(f'<text x="{pad + plot_w / 2}" y="{height - 4}" text-anchor="middle">'
                  f'{_esc(xlabel)}</text>')
-    parts.append(f'<text x="12" y="{pad + plot_h / 2}" transform="rotate(-90 12 {pad + plot_h / 2})"'
-                 f' text-anchor="middle">{_esc(ylabel)}</text>')
+    mid = pad + plot_h / 2
+    parts.append(f'<text x="12" y="{mid}" transform="rotate(-90 12 {mid})" '
+                 f'text-anchor="middle">{_esc(ylabel)}</text>')
     return parts
 
 

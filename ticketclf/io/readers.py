@@ -169,7 +169,8 @@ class TicketReader:
             except StopIteration:
                 return
             except csv.Error as exc:
-                yield Reject(name, line, f"malformed_csv: {exc} (through line {reader.line_num})", "")
+                reason = f"malformed_csv: {exc} (through line {reader.line_num})"
+                yield Reject(name, line, reason, "")
                 line = reader.line_num + 1
                 continue
             start, line = line, reader.line_num + 1
@@ -181,7 +182,7 @@ class TicketReader:
                     _excerpt(",".join(fields)),
                 )
                 continue
-            yield self._ticket(dict(zip(header, fields)), start)
+            yield self._ticket(dict(zip(header, fields, strict=True)), start)
 
     def _jsonl_rows(self) -> Iterator[Ticket | Reject]:
         name = self.source.name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io
@@ -75,10 +76,9 @@ class AtomicFile:
 
     def _discard(self) -> None:
         assert self._tmp is not None and self._tmp_path is not None
-        try:
+        # closing a file on a full disk can fail again; removing it is what matters
+        with contextlib.suppress(OSError):
             self._tmp.close()
-        except OSError:
-            pass  # closing a file on a full disk can fail again; removing it is what matters
         self._tmp_path.unlink(missing_ok=True)
 
 
@@ -125,7 +125,9 @@ class ResultWriter:
         self._text = io.TextIOWrapper(stream, encoding="utf-8", newline="", write_through=False)
         self._header, self._renames = output_columns(input_columns)
         self._input_columns = list(input_columns)
-        self._csv = csv.writer(self._text, lineterminator="\n") if fmt == "csv" else None
+        # CRLF (RFC 4180): Python 3.11 quotes a field holding a lone CR only when CR is
+        # part of the line terminator, and an unquoted CR would split the row for readers.
+        self._csv = csv.writer(self._text, lineterminator="\r\n") if fmt == "csv" else None
         if self._csv is not None:
             self._csv.writerow(self._header)
 

@@ -13,12 +13,15 @@ import os
 import re
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import skops.io as sio
 
 from ..errors import ConfigError, OutputError
 from ..io.writers import AtomicFile
+
+if TYPE_CHECKING:
+    from .core import TicketModel
 
 MODEL_FILE = "model.skops"
 CARD_FILE = "card.json"
