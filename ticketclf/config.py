@@ -39,3 +39,26 @@ def secret(name: str) -> str | None:
         raise ConfigError(f"cannot read {name}_FILE ({file_name}): {exc.strerror}",
                           "check that the secret is mounted") from exc
     return value or None
+
+
+ENV_GEMINI_BASE_URL = "TICKETCLF_GEMINI_BASE_URL"
+ENV_GEMINI_KEY = "GEMINI_API_KEY"
+
+
+def default_cache_dir() -> Path:
+    """Where LLM answers are cached without --cache-dir / TICKETCLF_CACHE_DIR."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "ticketclf"
+
+
+def gemini_base_url() -> str | None:
+    """An endpoint other than Google's (a proxy; the fake server in tests)."""
+    return os.environ.get(ENV_GEMINI_BASE_URL) or None
+
+
+def gemini_key_source() -> str | None:
+    """Which variable the Gemini key comes from (for `doctor`; never the key itself)."""
+    for name in (ENV_GEMINI_KEY, f"{ENV_GEMINI_KEY}_FILE"):
+        if os.environ.get(name):
+            return name
+    return None

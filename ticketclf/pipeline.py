@@ -4,11 +4,13 @@ escalation of the uncertain ones (when an escalator is given) → priority → r
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.pool
 import signal
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from multiprocessing.pool import AsyncResult
 from pathlib import Path
 from typing import Protocol
 
@@ -96,40 +98,50 @@ class Predictor:
         self.workers = max(1, workers)
         self._pool: multiprocessing.pool.Pool | None = None
 
-    def map(self, batches: Iterable[Batch], times: StageTimes) -> Iterator[tuple[Batch, list[Prediction]]]:
-        it = iter(_timed(batches, times))
-        first = next(it, None)
-        if first is None:
-            return
-        second = next(it, None)
-        if second is None or self.workers == 1:
-            # One batch, or one worker: processes would cost more than they save.
-            for batch in (first,) if second is None else _chain(first, second, it):
-                t0 = time.perf_counter()
-                preds = self.model.predict([t.text for t in batch.tickets]) if batch.tickets else []
-                times.model += time.perf_counter() - t0
-                yield batch, preds
-            return
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["ticketclf.pipeline"])
-        self._pool = ctx.Pool(self.workers, initializer=_init_worker, initargs=(str(self.model_dir),))
-        pending: deque = deque()
+    def map(
+        self, batches: Iterable[Batch], times: StageTimes
+    ) -> Iterator[tuple[Batch, list[Prediction]]]:
+        """(batch, predictions) in input order. The first batch is always predicted here, so
+        small inputs never pay for starting processes and a pipe's first rows come out at once;
+        from the second batch on, worker processes take over when there is more than one."""
+        pending: deque[tuple[Batch, AsyncResult[list[Prediction]]]] = deque()
         limit = self.workers * 2
         try:
-            for batch in _chain(first, second, it):
+            for n, batch in enumerate(_timed(batches, times)):
+                if n == 0 or self.workers == 1:
+                    yield batch, self._predict_here(batch, times)
+                    continue
+                pool = self._pool or self._start_pool()
                 texts = [t.text for t in batch.tickets]
-                pending.append((batch, self._pool.apply_async(_predict_in_worker, (texts,))))
-                if len(pending) >= limit:
+                pending.append((batch, pool.apply_async(_predict_in_worker, (texts,))))
+                # Yield what is done (keeps a slow pipe flowing); block only at the limit.
+                while pending and (len(pending) >= limit or pending[0][1].ready()):
                     yield self._collect(pending, times)
             while pending:
                 yield self._collect(pending, times)
-            self._pool.close()
-            self._pool.join()
         finally:
             self.close()
 
+    def _predict_here(self, batch: Batch, times: StageTimes) -> list[Prediction]:
+        t0 = time.perf_counter()
+        texts = [t.text for t in batch.tickets]
+        predictions = self.model.predict(texts) if texts else []
+        times.model += time.perf_counter() - t0
+        return predictions
+
+    def _start_pool(self) -> multiprocessing.pool.Pool:
+        # forkserver: workers do not inherit the parent's threads or signal handlers; the
+        # preload imports scikit-learn once for all of them.
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["ticketclf.pipeline"])
+        self._pool = ctx.Pool(self.workers, initializer=_init_worker,
+                              initargs=(str(self.model_dir),))
+        return self._pool
+
     @staticmethod
-    def _collect(pending: deque, times: StageTimes) -> tuple[Batch, list[Prediction]]:
+    def _collect(
+        pending: deque[tuple[Batch, AsyncResult[list[Prediction]]]], times: StageTimes
+    ) -> tuple[Batch, list[Prediction]]:
         batch, handle = pending.popleft()
         t0 = time.perf_counter()
         preds = handle.get()
@@ -137,15 +149,11 @@ class Predictor:
         return batch, preds
 
     def close(self) -> None:
+        """Stop the workers (at once: on success they are idle, on failure we are leaving)."""
         if self._pool is not None:
             self._pool.terminate()
+            self._pool.join()
             self._pool = None
-
-
-def _chain(first: Batch, second: Batch, rest: Iterator[Batch]) -> Iterator[Batch]:
-    yield first
-    yield second
-    yield from rest
 
 
 def _timed(batches: Iterable[Batch], times: StageTimes) -> Iterator[Batch]:
@@ -159,6 +167,26 @@ def _timed(batches: Iterable[Batch], times: StageTimes) -> Iterator[Batch]:
         yield batch
 
 
+def decide(
+    tickets: Sequence[Ticket],
+    predictions: Sequence[Prediction],
+    thresholds: Thresholds,
+    escalator: Escalator | None = None,
+) -> list[Decision]:
+    """One decision per ticket: confident ones stay with the model; uncertain ones go to the
+    escalator when there is one, and are flagged for review when there is not."""
+    decisions = [Decision(p, "model", False, False) for p in predictions]
+    uncertain = [i for i, p in enumerate(predictions) if thresholds.uncertain(p)]
+    if escalator is not None and uncertain:
+        resolved = escalator.resolve([(tickets[i], predictions[i]) for i in uncertain])
+        for i, d in zip(uncertain, resolved, strict=True):
+            decisions[i] = d
+    else:
+        for i in uncertain:
+            decisions[i] = Decision(predictions[i], "model", False, True)
+    return decisions
+
+
 def classify_batches(
     batches: Iterable[Batch],
     predictor: Predictor,
@@ -170,20 +198,11 @@ def classify_batches(
     times = times if times is not None else StageTimes()
     version = predictor.model.version
     for batch, predictions in predictor.map(batches, times):
-        decisions: list[Decision | None] = [None] * len(predictions)
-        uncertain = [i for i, p in enumerate(predictions) if thresholds.uncertain(p)]
-        if escalator is not None and uncertain:
-            t0 = time.perf_counter()
-            resolved = escalator.resolve([(batch.tickets[i], predictions[i]) for i in uncertain])
-            times.llm += time.perf_counter() - t0
-            for i, d in zip(uncertain, resolved, strict=True):
-                decisions[i] = d
-        else:
-            for i in uncertain:
-                decisions[i] = Decision(predictions[i], "model", False, True)
+        t0 = time.perf_counter()
+        decisions = decide(batch.tickets, predictions, thresholds, escalator)
+        times.llm += time.perf_counter() - t0
         results = []
-        for ticket, pred, decision in zip(batch.tickets, predictions, decisions, strict=True):
-            d = decision or Decision(pred, "model", False, False)
+        for ticket, d in zip(batch.tickets, decisions, strict=True):
             p = d.prediction
             results.append(Result(
                 ticket=ticket,

@@ -1,0 +1,277 @@
+"""The escalation step for the tickets the local model is unsure of:
+redact → cache lookup → LLM (bounded, retried) → validate → cache write → decision.
+
+Whatever the LLM does, every ticket gets a decision: a failed, blocked, malformed, over-budget
+or circuit-broken request keeps the local prediction with needs_review=true. The counts go
+to the run report (or any object with the same four fields).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..cache import AnswerCache, answer_key
+from ..pipeline import Decision
+from ..schema import Prediction, Ticket
+from .base import UNKNOWN_CATEGORY, InvalidAnswer, LLMAnswer, LLMBackend, LLMError, Usage
+from .cost import Prices, estimate_usage
+from .limits import Budget, CircuitBreaker, RateLimiter, RetryPolicy
+from .prompt import PROMPT_HASH, PROMPT_VERSION
+from .redact import redact
+
+log = logging.getLogger("ticketclf.llm")
+
+
+class EscalationCounters(Protocol):
+    """Where the step counts what it did; RunReport has these fields."""
+
+    cache_lookups: Counter[str]  # hit | miss
+    llm_requests: Counter[str]  # one final status per ticket sent, plus "retried"
+    llm_tokens: Counter[str]  # input | output
+    llm_cost_usd: float
+
+
+@dataclass
+class EscalationStats:
+    """Counters for callers without a RunReport (evaluation, benchmarks)."""
+
+    cache_lookups: Counter[str] = field(default_factory=Counter)
+    llm_requests: Counter[str] = field(default_factory=Counter)
+    llm_tokens: Counter[str] = field(default_factory=Counter)
+    llm_cost_usd: float = 0.0
+
+
+@dataclass(frozen=True)
+class EscalationSettings:
+    concurrency: int = 4
+    requests_per_minute: float | None = None  # None: no limit
+    max_calls: int | None = None  # requests per run, retries included; None: no limit
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    breaker_threshold: int = 5  # consecutive failed tickets that stop all calls
+    prices: Prices = field(default_factory=Prices)
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """How one request (with its retries) ended."""
+
+    answer: LLMAnswer | None
+    status: str  # ok | error | timeout | blocked | invalid | budget_exhausted | circuit_open
+    retries: int = 0
+    usage: Usage = Usage()
+    detail: str = ""
+
+
+def _text_hash(redacted: str) -> str:
+    """What logs may say about a ticket's text."""
+    return hashlib.sha256(redacted.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+class CachedEscalation:
+    """Redaction, the cache and the decisions; subclasses say how cache misses get answers."""
+
+    def __init__(self, model: str, cache: AnswerCache | None,
+                 settings: EscalationSettings | None = None,
+                 counters: EscalationCounters | None = None) -> None:
+        self.model = model
+        self.cache = cache
+        self.settings = settings or EscalationSettings()
+        self.counters: EscalationCounters = counters if counters is not None else EscalationStats()
+        self.budget = Budget(self.settings.max_calls)
+        self.escalated = 0  # tickets handed to this step
+
+    def resolve(self, items: Sequence[tuple[Ticket, Prediction]]) -> list[Decision]:
+        self.escalated += len(items)
+        redacted = [redact(ticket.text) for ticket, _ in items]
+        keys = [answer_key(PROMPT_VERSION, PROMPT_HASH, self.model, text) for text in redacted]
+        cached = self._lookup(keys)
+        # One request per distinct text: duplicates in a batch share the answer.
+        misses = {key: text for key, text in zip(keys, redacted, strict=True) if key not in cached}
+        fresh = self._answer(misses) if misses else {}
+        decisions = []
+        for (ticket, local), key, text in zip(items, keys, redacted, strict=True):
+            if key in cached:
+                decision = _llm_decision(local, cached[key], cached=True)
+            elif key in fresh:
+                decision = _llm_decision(local, fresh[key], cached=False)
+            else:
+                decision = Decision(local, "model", cached=False, needs_review=True)
+            log.debug("ticket escalated", extra={
+                "event": "ticket_escalated", "ticket_id": ticket.id,
+                "text_sha256": _text_hash(text), "decided_by": decision.decided_by,
+                "cached": decision.cached})
+            decisions.append(decision)
+        return decisions
+
+    def _lookup(self, keys: list[str]) -> dict[str, LLMAnswer]:
+        if self.cache is None:
+            return {}
+        answers = {}
+        for key, value in self.cache.get_many(set(keys)).items():
+            try:
+                answers[key] = LLMAnswer.from_dict(value)
+            except InvalidAnswer:
+                continue  # written by another version, or damaged: ask again
+        for key in keys:
+            self.counters.cache_lookups["hit" if key in answers else "miss"] += 1
+        return answers
+
+    def _answer(self, misses: Mapping[str, str]) -> dict[str, LLMAnswer]:
+        """Answers for some of the redacted texts, by key."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        if self.cache is not None:
+            self.cache.close()
+
+    def __enter__(self) -> CachedEscalation:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _llm_decision(local: Prediction, answer: LLMAnswer, cached: bool) -> Decision:
+    if answer.category == UNKNOWN_CATEGORY:
+        # No category fits in the LLM's view: keep the model's, take the sentiment, flag it.
+        prediction = Prediction(local.category, local.category_confidence,
+                                answer.sentiment, answer.confidence)
+        return Decision(prediction, "llm", cached=cached, needs_review=True)
+    prediction = Prediction(answer.category, answer.confidence, answer.sentiment,
+                            answer.confidence)
+    return Decision(prediction, "llm", cached=cached, needs_review=False)
+
+
+class LLMEscalator(CachedEscalation):
+    """Sends cache misses to an LLM backend from a pool of `concurrency` threads."""
+
+    def __init__(self, backend: LLMBackend, cache: AnswerCache | None,
+                 settings: EscalationSettings | None = None,
+                 counters: EscalationCounters | None = None) -> None:
+        super().__init__(backend.model, cache, settings, counters)
+        self.backend = backend
+        self._limiter = RateLimiter(self.settings.requests_per_minute)
+        self._breaker = CircuitBreaker(self.settings.breaker_threshold)
+        self._stop = threading.Event()  # set on close: sleeping retries give up at once
+        self._pool: ThreadPoolExecutor | None = None
+        self._warned: set[str] = set()
+
+    def _answer(self, misses: Mapping[str, str]) -> dict[str, LLMAnswer]:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.settings.concurrency,
+                                            thread_name_prefix="ticketclf-llm")
+        futures: dict[Future[_Outcome], str] = {
+            self._pool.submit(self._ask, text): key for key, text in misses.items()}
+        answers: dict[str, LLMAnswer] = {}
+        not_done = set(futures)
+        try:
+            while not_done:
+                done, not_done = wait(not_done, return_when=FIRST_COMPLETED)
+                arrived: dict[str, Any] = {}
+                for future in done:
+                    outcome = future.result()
+                    self._count(outcome)
+                    if outcome.answer is not None:
+                        answers[futures[future]] = outcome.answer
+                        arrived[futures[future]] = outcome.answer.as_dict()
+                # Written as they arrive, so an interrupted run keeps what it paid for.
+                if self.cache is not None:
+                    self.cache.put_many(arrived)
+        finally:
+            for future in not_done:
+                future.cancel()
+        return answers
+
+    def _ask(self, text: str) -> _Outcome:
+        """One ticket: requests until an answer, a final error or a limit (worker thread)."""
+        sent, usage = 0, Usage()
+
+        def ended(status: str, answer: LLMAnswer | None = None, detail: str = "") -> _Outcome:
+            return _Outcome(answer, status, max(sent - 1, 0), usage, detail)
+
+        while True:
+            if self._breaker.is_open:
+                return ended("circuit_open")
+            if not self.budget.take():
+                return ended("budget_exhausted")
+            if not self._limiter.wait(self._stop):
+                return ended("cancelled")
+            sent += 1
+            try:
+                reply = self.backend.classify(text)
+            except LLMError as exc:
+                usage += exc.usage
+                if exc.retryable and sent < self.settings.retry.attempts:
+                    if self._stop.wait(self.settings.retry.delay(sent)):
+                        return ended("cancelled")
+                    continue
+                if self._breaker.record(failed=exc.service_failure):
+                    log.warning("LLM circuit breaker open: %d tickets in a row failed (last: %s);"
+                                " no more LLM calls this run", self._breaker.threshold, exc,
+                                extra={"event": "llm_circuit_open", "last_error": str(exc)})
+                return ended(exc.status, detail=str(exc))
+            self._breaker.record(failed=False)
+            usage += reply.usage
+            return ended("ok", reply.answer)
+
+    def _count(self, outcome: _Outcome) -> None:
+        """Main thread only: the counters are not locked."""
+        c = self.counters
+        c.llm_requests[outcome.status] += 1
+        if outcome.retries:
+            c.llm_requests["retried"] += outcome.retries
+        if outcome.usage.input_tokens or outcome.usage.output_tokens:
+            c.llm_tokens["input"] += outcome.usage.input_tokens
+            c.llm_tokens["output"] += outcome.usage.output_tokens
+            c.llm_cost_usd += self.settings.prices.cost(outcome.usage)
+        if outcome.status != "ok" and outcome.status not in self._warned:
+            self._warned.add(outcome.status)
+            log.warning("LLM request ended %s%s; the ticket keeps the local prediction and "
+                        "needs review (further ones are counted, not logged)", outcome.status,
+                        f" ({outcome.detail})" if outcome.detail else "",
+                        extra={"event": "llm_fallback", "status": outcome.status})
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._pool is not None:
+            # Not waiting: after an interrupt, requests in flight end with their timeout.
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+        self.backend.close()
+        super().close()
+
+
+@dataclass
+class DryRunEstimate:
+    tickets: int = 0  # would be sent
+    over_budget: int = 0  # would fall back: beyond --max-llm-calls
+    usage: Usage = Usage()
+    cost_usd: float = 0.0
+
+
+class DryRunEscalator(CachedEscalation):
+    """Counts what the LLM step would send, and its estimated tokens and cost; calls nothing."""
+
+    def __init__(self, model: str, cache: AnswerCache | None,
+                 settings: EscalationSettings | None = None,
+                 counters: EscalationCounters | None = None) -> None:
+        super().__init__(model, cache, settings, counters)
+        self.estimate = DryRunEstimate()
+
+    def _answer(self, misses: Mapping[str, str]) -> dict[str, LLMAnswer]:
+        for text in misses.values():
+            if not self.budget.take():
+                self.estimate.over_budget += 1
+                continue
+            usage = estimate_usage(text)
+            self.estimate.tickets += 1
+            self.estimate.usage += usage
+            self.estimate.cost_usd += self.settings.prices.cost(usage)
+        return {}
