@@ -13,6 +13,10 @@ from typer.testing import CliRunner
 
 from ticketclf.cli import app
 
+from .services import *  # noqa: F403 - fixtures: pushgateway, prometheus, promtool
+
+pytest_plugins = ["tests.fake_gemini"]  # fixtures fake_gemini, gemini_env
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
 SHIPPED_MODEL = ROOT / "models" / "default"

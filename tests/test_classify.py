@@ -247,16 +247,17 @@ def test_shards_together_give_exactly_the_unsharded_rows(cli, tmp_path):
     assert all(parts), "every shard got some rows"
     merged = sorted((r for p in parts for r in p), key=lambda r: int(r["id"][1:]))
     assert merged == read_csv(tmp_path / "all.csv")
-    assert [r["line"] for r in rejects] == [502]
+    assert rejects == read_rejects(tmp_path / "all.csv.rejects.jsonl")
+    assert len(rejects) == 1
 
 
 def test_stdin_to_stdout_streams_rows_before_input_ends(tmp_path):
-    proc = subprocess.Popen(
-        ticketclf_cmd("classify", "-", "-o", "-", "--batch-size", "1", "-q", "--workers", "1",
+    with subprocess.Popen(
+        ticketclf_cmd("classify", "-", "-o", "-", "--batch-size", "1", "-q",
                       "--rejects", str(tmp_path / "rej.jsonl")),
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdin and proc.stdout
-    try:
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    ) as proc:
+        assert proc.stdin and proc.stdout
         proc.stdin.write(b"id,text\n1,my broadband has been down all day\n")
         proc.stdin.flush()
         header = proc.stdout.readline()
@@ -268,8 +269,6 @@ def test_stdin_to_stdout_streams_rows_before_input_ends(tmp_path):
         rest = proc.stdout.read()
         assert rest.startswith(b"2,please refund")
         assert proc.wait(timeout=30) == 0
-    finally:
-        proc.kill()
 
 
 def test_stdout_output_holds_only_rows(tmp_path):
@@ -299,25 +298,26 @@ def _wait_for_temp_file(directory: Path, timeout: float = 60) -> None:
 
 
 def test_kill_9_leaves_nothing_at_the_output_path_and_a_rerun_succeeds(tmp_path):
-    proc, src, out = _start_large_run(tmp_path, 200_000)
+    proc, src, out = _start_large_run(tmp_path, 60_000)
     _wait_for_temp_file(tmp_path)
     time.sleep(0.5)
     proc.kill()
-    proc.wait(timeout=30)
+    proc.communicate(timeout=30)
     assert not out.exists()
-    r = run_cli("classify", str(src), "-o", str(out), "-q")
+    r = run_cli("classify", str(src), "-o", str(out), "-q", timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert len(read_csv(out)) == 200_000
+    assert len(read_csv(out)) == 60_000
 
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signal_exits_with_its_code_and_writes_nothing(tmp_path, signum, code):
-    proc, _, out = _start_large_run(tmp_path, 200_000)
+    proc, _, out = _start_large_run(tmp_path, 60_000)
     _wait_for_temp_file(tmp_path)
     started = time.monotonic()
     os.kill(proc.pid, signum)
-    assert proc.wait(timeout=10) == code
+    _, stderr = proc.communicate(timeout=10)
+    assert proc.returncode == code
     assert time.monotonic() - started < 10
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.csv.")]
-    assert b"Traceback" not in proc.stderr.read()
+    assert b"Traceback" not in stderr

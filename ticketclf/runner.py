@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import time
 import uuid
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -27,7 +29,7 @@ from .io.writers import (
 )
 from .model import TicketModel
 from .pipeline import Escalator, Predictor, StageTimes, Thresholds, classify_batches
-from .schema import Reject, Result
+from .schema import HEADS, Reject, Result
 
 log = logging.getLogger("ticketclf.run")
 
@@ -72,6 +74,23 @@ class ClassifyJob:
     workers: int = 1
     shard: Shard | None = None
     max_reject_rate: float = 0.05
+    dry_run: bool = False  # read, predict and count, but write neither output nor rejects
+
+
+# Upper bounds of the confidence histogram buckets (the last bucket, +Inf, holds the rest).
+CONFIDENCE_BUCKETS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
+
+
+@dataclass
+class ConfidenceHistogram:
+    """Final confidences of one head, counted per bucket: cheap enough to fill row by row."""
+
+    counts: list[int] = field(default_factory=lambda: [0] * (len(CONFIDENCE_BUCKETS) + 1))
+    total: float = 0.0
+
+    def observe(self, confidence: float) -> None:
+        self.counts[bisect_left(CONFIDENCE_BUCKETS, confidence)] += 1  # bucket: value <= bound
+        self.total += confidence
 
 
 @dataclass
@@ -82,6 +101,7 @@ class RunReport:
     started_at: float = field(default_factory=time.time)
     success: bool = False
     exit_code: int | None = None
+    model_version: str = ""
     output: str = ""
     rejects_path: str = ""
     rows_in: int = 0
@@ -96,6 +116,8 @@ class RunReport:
     bytes_read: int = 0
     seconds: float = 0.0
     stages: StageTimes = field(default_factory=StageTimes)
+    confidence: dict[str, ConfidenceHistogram] = field(
+        default_factory=lambda: {head: ConfidenceHistogram() for head in HEADS})
     # Filled by the LLM escalation step (ticketclf.llm); empty when it is off.
     cache_lookups: Counter[str] = field(default_factory=Counter)  # result: hit | miss
     llm_requests: Counter[str] = field(default_factory=Counter)  # status: ok | error | ...
@@ -193,6 +215,7 @@ def run_classify(
     if job.inputs.count(STDIN) > 1:
         raise UsageError("stdin ('-') can be read only once")
     report.output, report.rejects_path = output, rejects_path
+    report.model_version = model.version
     log.info("run started", extra={"event": "run_started", "run_id": report.run_id,
                                    "inputs": job.inputs, "output": output,
                                    "model_version": model.version})
@@ -204,8 +227,13 @@ def run_classify(
                 stack.callback(source.close)
                 sources.append(source)
             inputs = _Inputs(sources, job.read)
-            out_stream = _open_output(stack, output)
-            rej_stream = stack.enter_context(AtomicFile(Path(rejects_path)))
+            out_stream: IO[bytes]
+            rej_stream: IO[bytes]
+            if job.dry_run:
+                out_stream = rej_stream = stack.enter_context(open(os.devnull, "wb"))
+            else:
+                out_stream = _open_output(stack, output)
+                rej_stream = stack.enter_context(AtomicFile(Path(rejects_path)))
             reject_writer = RejectWriter(rej_stream)
             predictor = Predictor(model, model_dir, job.workers)
             stack.callback(predictor.close)
@@ -268,4 +296,6 @@ def _count(report: RunReport, results: list[Result], rejects: list[Reject]) -> N
         report.decided_by[r.decided_by] += 1
         report.needs_review += r.needs_review
         report.cached += r.cached
+        report.confidence["category"].observe(p.category_confidence)
+        report.confidence["sentiment"].observe(p.sentiment_confidence)
 
