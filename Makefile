@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 SHARED_DATA ?= ../shared/data
 DEMO_OUT := build/demo
 
-.PHONY: demo test lint model banking77 bench install clean help
+.PHONY: demo test lint model banking77 bench image install clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -43,6 +43,9 @@ banking77: $(BIN)/ticketclf  ## reproduce the banking77 benchmark of the trainin
 
 bench: $(BIN)/ticketclf  ## throughput and memory benchmarks; writes figures to stdout
 	$(BIN)/python bench/run.py
+
+image:  ## build the container image with buildah, no Docker or registry (as root)
+	bash scripts/container-test.sh
 
 clean:  ## remove build outputs (keeps .venv)
 	rm -rf build .pytest_cache

@@ -6,6 +6,8 @@ need=()
 command -v prometheus-pushgateway >/dev/null || need+=(prometheus-pushgateway)
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v promtool >/dev/null || need+=(prometheus)
+command -v shellcheck >/dev/null || need+=(shellcheck)  # tests/test_deploy.py
+# (buildah, podman, runc and debootstrap: scripts/container-test.sh installs them itself.)
 ((${#need[@]})) || exit 0
 if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
   apt-get update -qq
