@@ -163,3 +163,33 @@ def test_threshold_for_precision_is_the_lowest_that_keeps_the_target():
     kept = correct[conf >= t]
     assert kept.mean() >= 0.95
     assert len(kept) >= 60
+
+
+def test_evaluate_llm_reports_hybrid_beside_local(cli, trained, tmp_path, gemini_env):
+    """With every ticket escalated to a server that knows the answers, the hybrid scores
+    perfectly while the local scores stay what the model alone gets."""
+    from .fake_gemini import answer_body
+
+    rows = [("my broadband keeps dropping every evening, whole street is slow", "NETWORK",
+             "NEGATIVE"),
+            ("please refund the double charge on my bill", "BILLING", "NEUTRAL"),
+            ("thank you Sam at the shop, brilliant help", "GENERAL", "POSITIVE"),
+            ("cancel my contract now or I go to the ombudsman", "CANCELLATION", "CRITICAL")]
+    truth = {text: (cat, sent) for text, cat, sent in rows}
+    gemini_env.answer_for = lambda text: answer_body(*truth[text], confidence=0.95)
+    data = tmp_path / "labelled.csv"
+    with open(data, "w", newline="") as f:
+        csv.writer(f).writerows([("text", "category", "sentiment"), *rows])
+    r = cli("evaluate", data, "--model", trained, "--llm", "--llm-threshold", "1", "--json")
+    assert r.code == 0, r
+    result = json.loads(r.stdout)
+    assert result["hybrid"]["escalation_rate"] == 1.0
+    assert result["hybrid"]["decided_by_llm"] == 4 == gemini_env.count
+    for head in ("category", "sentiment"):
+        assert result["hybrid"]["heads"][head]["accuracy"] == 1.0
+        assert result["heads"][head]["n"] == 4
+
+
+def test_evaluate_llm_without_a_key_is_a_configuration_error(cli, trained, small_training_file):
+    r = cli("evaluate", small_training_file, "--model", trained, "--llm")
+    assert r.code == 78 and "GEMINI_API_KEY" in r.stderr

@@ -15,6 +15,7 @@ from contextlib import nullcontext as _nullcontext
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
@@ -32,16 +33,20 @@ from .llm import (
     CachedEscalation,
     DryRunEscalator,
     EscalationSettings,
+    EscalationStats,
     LLMConfig,
     Prices,
+    hybrid_predictions,
     open_escalator,
 )
 from .llm.cost import DEFAULT_INPUT_PRICE, DEFAULT_OUTPUT_PRICE
 from .logs import LogFormat, LogLevel, setup_logging
 from .metrics import DEFAULT_JOB, Pushgateway, pushed_when_done
 from .model import TicketModel, load_model
+from .model.core import predictions_from_proba
 from .model.explain import explain as explain_label
 from .model.store import resolve_model_dir
+from .pipeline import Thresholds
 from .priority import priority_for
 from .runner import ClassifyJob, RunReport, Shard, run_classify
 from .schema import HEADS
@@ -529,10 +534,23 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
     report: Annotated[Path | None, typer.Option(
         "--report", help="Also write a self-contained HTML report with plots.")] = None,
+    llm: Annotated[bool, typer.Option(
+        "--llm", help="Also score the hybrid: uncertain tickets escalated as in classify "
+        "(needs a Gemini key; answers are cached).")] = False,
+    threshold: Annotated[float | None, typer.Option(
+        "--llm-threshold", min=0.0, max=1.0,
+        help="With --llm: escalation threshold. Default: the model card's.")] = None,
+    llm_model: LLMModelOpt = DEFAULT_MODEL,
+    max_llm_calls: MaxLLMCallsOpt = None,
+    llm_concurrency: LLMConcurrencyOpt = 4,
+    llm_rpm: LLMRpmOpt = None,
+    llm_timeout: LLMTimeoutOpt = DEFAULT_TIMEOUT_SECONDS,
+    cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
 ) -> None:
     """Score a model against labelled tickets: accuracy, macro-F1, per-class scores, confusion
-    matrix, calibration (ECE) and risk–coverage."""
-    from .evaluate import evaluate_predictions
+    matrix, calibration (ECE) and risk–coverage; with --llm, the hybrid beside it."""
+    from .evaluate import evaluate_labels, evaluate_predictions
     from .model.train import read_table
     from .report import render_report
 
@@ -549,6 +567,24 @@ def evaluate(
     proba = ticket_model.predict_proba(table[text_column].tolist())
     result = {"model_version": ticket_model.version, "data": str(data), "rows": len(table),
               "heads": evaluate_predictions(proba, ticket_model.label_table(), truth)}
+    if llm:
+        config = llm_config(True, llm_model, max_llm_calls, llm_concurrency, llm_rpm,
+                            llm_timeout, cache_dir, no_cache, DEFAULT_INPUT_PRICE,
+                            DEFAULT_OUTPUT_PRICE)
+        assert config is not None  # --llm forces it on (or raises without a key)
+        stats = EscalationStats()
+        local = predictions_from_proba(proba, ticket_model.label_table())
+        with open_escalator(config, stats) as escalator:
+            hybrid = hybrid_predictions(escalator, table[text_column].tolist(), local,
+                                        Thresholds.from_model(ticket_model, threshold))
+        decided = {h: ([getattr(p, h) for p in hybrid.predictions],
+                       np.array([getattr(p, f"{h}_confidence") for p in hybrid.predictions]))
+                   for h in proba}
+        result["hybrid"] = {
+            "escalation_rate": hybrid.escalation_rate,
+            "decided_by_llm": hybrid.decided_by.count("llm"),
+            "llm_requests": dict(stats.llm_requests), "cache_lookups": dict(stats.cache_lookups),
+            "heads": evaluate_labels(decided, ticket_model.label_table(), truth)}
     if report is not None:
         with AtomicFile(report) as f:
             f.write(render_report(result).encode())
@@ -561,6 +597,17 @@ def evaluate(
 def _print_evaluation(result: dict[str, Any]) -> None:
     out = Console(highlight=False)
     out.print(f"model {result['model_version']} on {result['data']} ({result['rows']:,} rows)")
+    if "hybrid" in result:
+        hybrid = result["hybrid"]
+        table = Table("head", "local accuracy", "hybrid accuracy", "local macro-F1",
+                      "hybrid macro-F1", title=f"with the LLM: {hybrid['escalation_rate']:.1%} "
+                      f"escalated, {hybrid['decided_by_llm']:,} decided by the LLM",
+                      title_justify="left")
+        for head, m in hybrid["heads"].items():
+            local = result["heads"][head]
+            table.add_row(head, f"{local['accuracy']:.3f}", f"{m['accuracy']:.3f}",
+                          f"{local['macro_f1']:.3f}", f"{m['macro_f1']:.3f}")
+        out.print(table)
     for head, m in result["heads"].items():
         out.print(f"\n[bold]{head}[/bold]: accuracy {m['accuracy']:.3f}  macro-F1 "
                   f"{m['macro_f1']:.3f}  ECE {m['ece']:.3f}  (n={m['n']:,})")

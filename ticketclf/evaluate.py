@@ -94,15 +94,26 @@ def evaluate_predictions(proba: dict[str, np.ndarray], model_labels: dict[str, l
                          truth: dict[str, Sequence[str]]) -> dict[str, Any]:
     """Metrics for every head that has both predictions and true labels (rows with an empty
     label are left out of that head)."""
+    decided = {}
+    for head, p in proba.items():
+        names = np.asarray(model_labels[head], dtype=object)
+        decided[head] = (names[p.argmax(axis=1)], p.max(axis=1))
+    return evaluate_labels(decided, model_labels, truth)
+
+
+def evaluate_labels(decided: dict[str, tuple[Sequence[str], np.ndarray]],
+                    model_labels: dict[str, list[str]],
+                    truth: dict[str, Sequence[str]]) -> dict[str, Any]:
+    """Like evaluate_predictions, from each row's chosen label and its confidence (what a
+    hybrid model/LLM decision gives)."""
     report: dict[str, Any] = {}
     for head, y_true in truth.items():
-        if head not in proba:
+        if head not in decided:
             continue
         y = np.asarray(y_true, dtype=object)
         mask = y != ""
-        p = proba[head][mask]
-        names = np.asarray(model_labels[head], dtype=object)
-        pred = names[p.argmax(axis=1)]
+        pred = np.asarray(decided[head][0], dtype=object)[mask]
+        conf = np.asarray(decided[head][1], dtype=float)[mask]
         labels = sorted(set(model_labels[head]) | set(y[mask]))
-        report[head] = head_metrics(y[mask], pred, p.max(axis=1), labels)
+        report[head] = head_metrics(y[mask], pred, conf, labels)
     return report
