@@ -64,6 +64,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 ModelOpt = Annotated[Path | None, typer.Option(
     "--model", envvar="TICKETCLF_MODEL", show_envvar=True,
     help="Model directory (or its card.json). Default: the shipped model.")]
+InputFormatOpt = Annotated[str | None, typer.Option(
+    "--input-format", help="csv or jsonl, when the name does not tell (stdin).")]
+TextColumnOpt = Annotated[str | None, typer.Option(
+    "--text-column", help="Column with the ticket text. Default: auto-detected.")]
+IdColumnOpt = Annotated[str | None, typer.Option(
+    "--id-column", help="Column with the ticket id. Default: auto-detected.")]
+EncodingOpt = Annotated[str, typer.Option(
+    "--encoding", help="Input text encoding (UTF-8 with or without BOM by default).")]
 LogFormatOpt = Annotated[LogFormat | None, typer.Option(
     "--log-format", envvar="TICKETCLF_LOG_FORMAT", show_envvar=True, case_sensitive=False,
     help="Default: console on a terminal, json otherwise.")]
@@ -230,16 +238,12 @@ def classify(
         "Default: <first input>.classified.<ext>.")] = None,
     rejects: Annotated[str | None, typer.Option(
         "--rejects", help="Rejects file (JSONL). Default: <output>.rejects.jsonl.")] = None,
-    input_format: Annotated[str | None, typer.Option(
-        "--input-format", help="csv or jsonl, when the name does not tell (stdin).")] = None,
+    input_format: InputFormatOpt = None,
     output_format: Annotated[str | None, typer.Option(
         "--output-format", help="csv or jsonl, overriding the output name.")] = None,
-    text_column: Annotated[str | None, typer.Option(
-        "--text-column", help="Column with the ticket text. Default: auto-detected.")] = None,
-    id_column: Annotated[str | None, typer.Option(
-        "--id-column", help="Column with the ticket id. Default: auto-detected.")] = None,
-    encoding: Annotated[str, typer.Option(
-        "--encoding", help="Input text encoding (UTF-8 with or without BOM by default).")] = "utf-8-sig",
+    text_column: TextColumnOpt = None,
+    id_column: IdColumnOpt = None,
+    encoding: EncodingOpt = "utf-8-sig",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Rows per batch.")] = 1000,
     max_text_chars: Annotated[int, typer.Option(
         "--max-text-chars", min=1, help="Longer texts are rejected.")] = 20_000,
@@ -255,7 +259,8 @@ def classify(
         "--max-reject-rate", min=0.0, max=1.0,
         help="Exit 65 when more than this fraction of rows is rejected.")] = 0.05,
     model: ModelOpt = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="No progress bar or summary.")] = False,
     log_format: LogFormatOpt = None,
     log_level: LogLevelOpt = None,
     pushgateway: PushgatewayOpt = None,
@@ -636,17 +641,14 @@ def compare(
     data: Annotated[list[str], typer.Argument(
         help="Tickets (.csv, .jsonl, optionally .gz, or - for stdin), the same for both models.",
         show_default=False)],
-    input_format: Annotated[str | None, typer.Option(
-        "--input-format", help="csv or jsonl, when the name does not tell (stdin).")] = None,
-    text_column: Annotated[str | None, typer.Option(
-        "--text-column", help="Column with the ticket text. Default: auto-detected.")] = None,
-    id_column: Annotated[str | None, typer.Option(
-        "--id-column", help="Column with the ticket id. Default: auto-detected.")] = None,
+    input_format: InputFormatOpt = None,
+    text_column: TextColumnOpt = None,
+    id_column: IdColumnOpt = None,
     category_column: Annotated[str, typer.Option(
         "--category-column", help="True category labels, when the data has them.")] = "category",
     sentiment_column: Annotated[str, typer.Option(
         "--sentiment-column", help="True sentiment labels, when the data has them.")] = "sentiment",
-    encoding: Annotated[str, typer.Option("--encoding", help="Input text encoding.")] = "utf-8-sig",
+    encoding: EncodingOpt = "utf-8-sig",
     show: Annotated[int, typer.Option(
         "--show", min=0, help="Changed tickets listed (all of them are in --json).")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
