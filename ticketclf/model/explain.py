@@ -22,13 +22,11 @@ class Contribution:
 
 
 def linear_weights(classifier: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(coef, intercept) of the linear model inside a classifier, averaged over calibration
-    folds when there are several."""
-    inner = getattr(classifier, "calibrated_classifiers_", None)
-    estimators = [c.estimator for c in inner] if inner else [classifier]
-    coef = np.mean([np.asarray(e.coef_) for e in estimators], axis=0)
-    intercept = np.mean([np.asarray(e.intercept_) for e in estimators], axis=0)
-    return coef, intercept
+    """(coef, intercept) of the linear model that scores the features: the SVM under the
+    stacker (the stacker only rescales its per-class scores), or the classifier itself."""
+    inner = getattr(classifier, "estimators_", None)
+    linear = inner[0] if inner else classifier
+    return np.asarray(linear.coef_), np.asarray(linear.intercept_)
 
 
 def _readable(name: str) -> str:

@@ -34,13 +34,14 @@ TRUSTED_TYPES = [
     "numpy.int64",
     "numpy.ndarray",
     "scipy.sparse._csr.csr_matrix",
-    "sklearn.calibration.CalibratedClassifierCV",
-    "sklearn.calibration._CalibratedClassifier",
-    "sklearn.calibration._TemperatureScaling",
+    "sklearn.ensemble._stacking.StackingClassifier",
     "sklearn.feature_extraction.text.TfidfTransformer",
     "sklearn.feature_extraction.text.TfidfVectorizer",
+    "sklearn.linear_model._logistic.LogisticRegression",
     "sklearn.pipeline.FeatureUnion",
+    "sklearn.preprocessing._label.LabelEncoder",
     "sklearn.svm._classes.LinearSVC",
+    "sklearn.utils._bunch.Bunch",
 ]
 
 

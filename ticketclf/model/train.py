@@ -17,8 +17,9 @@ import pandas as pd
 import scipy
 import sklearn
 import skops
-from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import StackingClassifier
 from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import FeatureUnion
 from sklearn.svm import LinearSVC
@@ -42,12 +43,19 @@ def build_vectorizer() -> FeatureUnion:
     ])
 
 
-def build_classifier() -> CalibratedClassifierCV:
-    """A class-balanced linear SVM with temperature scaling fitted on 5 internal folds, then
-    one final model. Measured on banking77 against isotonic and sigmoid calibration and
-    logistic regression: the best accuracy and half the calibration error (bench/RESULTS.md)."""
-    return CalibratedClassifierCV(LinearSVC(C=0.5, class_weight="balanced", random_state=SEED),
-                                  cv=5, method="temperature", ensemble=False)
+def build_classifier() -> StackingClassifier:
+    """A class-balanced linear SVM whose per-class scores, taken out of fold (5 folds), feed a
+    multinomial logistic regression that turns them into calibrated probabilities.
+
+    Measured on banking77 (README): 0.928 accuracy and ECE 0.02, against 0.916 for the same
+    SVM calibrated by temperature scaling, and better than isotonic, sigmoid, plain logistic
+    regression or soft voting; the stacker also learns which classes the SVM confuses.
+    """
+    return StackingClassifier(
+        [("svc", LinearSVC(C=0.5, class_weight="balanced", random_state=SEED))],
+        final_estimator=LogisticRegression(C=1.0, max_iter=1000),
+        cv=5,
+    )
 
 
 @dataclass(frozen=True)
@@ -88,7 +96,10 @@ def load_training_data(spec: TrainSpec) -> tuple[pd.DataFrame, list[dict[str, An
         sources.append({"file": Path(path).name, "sha256": file_sha256(Path(path)),
                         "rows": int(len(df))})
     data = pd.concat(frames, ignore_index=True).fillna("")
-    data = data[data[spec.text_column].str.strip() != ""].reset_index(drop=True)
+    data = data[data[spec.text_column].str.strip() != ""]
+    # A seeded shuffle: labelled exports are often sorted by label, and the stacker's internal
+    # folds are taken in order, so sorted rows would give folds with different sub-topics.
+    data = data.sample(frac=1.0, random_state=SEED).reset_index(drop=True)
     return data, sources
 
 
