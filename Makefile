@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 SHARED_DATA ?= ../shared/data
 DEMO_OUT := build/demo
 
-.PHONY: demo test lint model banking77 bench image install clean help
+.PHONY: demo test lint model banking77 bench bench-scale image install clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -43,6 +43,9 @@ banking77: $(BIN)/ticketclf  ## reproduce the banking77 benchmark of the trainin
 
 bench: $(BIN)/ticketclf  ## throughput and memory benchmarks; writes figures to stdout
 	$(BIN)/python bench/run.py
+
+bench-scale: $(BIN)/ticketclf  ## peak memory of a 1 GiB input vs 50k rows (~15 min; not in make test)
+	$(BIN)/python bench/scale.py
 
 image:  ## build the container image with buildah, no Docker or registry (as root)
 	bash scripts/container-test.sh

@@ -43,18 +43,18 @@ def vocabulary() -> list[str]:
     return words
 
 
-def generate(path: Path, rows: int, seed: int = 1) -> None:
-    """Tickets of 20-60 tokens; word frequencies follow the corpus."""
+def generate(path: Path, rows: int, seed: int = 1, words: tuple[int, int] = (20, 60)) -> None:
+    """Tickets of 20-60 tokens (or `words`); word frequencies follow the corpus."""
     rng = np.random.default_rng(seed)
-    words = np.array(vocabulary())
-    lengths = rng.integers(20, 61, size=rows)
+    vocab = np.array(vocabulary())
+    lengths = rng.integers(words[0], words[1] + 1, size=rows)
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(["ticket_id", "channel", "text"])
-        chunk = 10_000
+        chunk = min(10_000, max(1, 2_000_000 // words[1]))  # bounded memory for long texts
         for start in range(0, rows, chunk):
             n = min(chunk, rows - start)
-            picks = words[rng.integers(0, len(words), size=int(lengths[start:start + n].sum()))]
+            picks = vocab[rng.integers(0, len(vocab), size=int(lengths[start:start + n].sum()))]
             offsets = np.cumsum(lengths[start:start + n])[:-1]
             for i, toks in enumerate(np.split(picks, offsets)):
                 writer.writerow([f"B{start + i}", "email", " ".join(toks)])

@@ -15,7 +15,8 @@ from ticketclf.cli import app
 
 from .services import *  # noqa: F403 - fixtures: pushgateway, prometheus, promtool
 
-pytest_plugins = ["tests.fake_gemini"]  # fixtures fake_gemini, gemini_env
+# fixtures fake_gemini, gemini_env; the session-wide check for leaked secrets and ticket text
+pytest_plugins = ["tests.fake_gemini", "tests.leakcheck"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -37,11 +38,12 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def cli() -> Callable[..., "CliResult"]:
+def cli() -> Callable[..., CliResult]:
     runner = CliRunner()
 
     def invoke(*args: str, input: str | None = None) -> CliResult:
         result = runner.invoke(app, [str(a) for a in args], input=input)
+        scan_for_leaks(result.stderr, f"stderr of ticketclf {args[0] if args else ''}")
         return CliResult(result.exit_code, result.stdout, result.stderr, result.exception)
 
     return invoke
@@ -55,6 +57,14 @@ class CliResult:
         return f"CliResult(code={self.code}, stderr={self.stderr[-2000:]!r})"
 
 
+def scan_for_leaks(text: str, where: str) -> None:
+    """tests/leakcheck.py's scan (imported late: a plugin must not be imported before pytest
+    registers it, or its asserts are not rewritten)."""
+    from .leakcheck import scan
+
+    scan(text, where)
+
+
 def ticketclf_cmd(*args: str) -> list[str]:
     """The installed console script, run as a real subprocess."""
     return [sys.executable, "-m", "ticketclf", *[str(a) for a in args]]
@@ -62,8 +72,10 @@ def ticketclf_cmd(*args: str) -> list[str]:
 
 def run_cli(*args: str, input: bytes | None = None, timeout: float = 120,
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(ticketclf_cmd(*args), input=input, capture_output=True,
-                          timeout=timeout, env=env)
+    result = subprocess.run(ticketclf_cmd(*args), input=input, capture_output=True,
+                            timeout=timeout, env=env)
+    scan_for_leaks(result.stderr.decode(errors="replace"), f"stderr of ticketclf {args[0]}")
+    return result
 
 
 def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:

@@ -117,6 +117,11 @@ class FakeGemini:
         with self._lock:
             self._script.extend(replies)
 
+    def clear_script(self) -> None:
+        """Forget the scripted replies not used yet: answer_for answers from now on."""
+        with self._lock:
+            self._script.clear()
+
     def start(self) -> FakeGemini:
         self._thread.start()
         return self

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from ticketclf.metrics import PUSH_TIMEOUT_SECONDS
 from ticketclf.schema import CATEGORIES, SENTIMENTS
 
 from .conftest import SAMPLES, run_cli, ticketclf_cmd, write_csv
@@ -199,10 +201,38 @@ def _wait_for(condition, timeout: float = 60) -> None:
         time.sleep(0.05)
 
 
+@pytest.fixture
+def hanging_gateway() -> Iterator[str]:
+    """A TCP server that accepts connections and never answers: a Pushgateway that hangs."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.1)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(5)
+        for conn in held:
+            conn.close()
+        server.close()
+
+
 @pytest.mark.parametrize(("gateway", "reason"), [
     ("nothing listening", "Connection refused"),
     ("wrong path", "HTTP 404"),
     ("needs credentials", "HTTP 401"),
+    ("hangs", "timed out"),
 ])
 @pytest.mark.parametrize(("bad_input", "code"), [(False, 0), (True, 65)])
 def test_a_failing_gateway_logs_one_warning_and_keeps_the_exit_code(
@@ -211,11 +241,15 @@ def test_a_failing_gateway_logs_one_warning_and_keeps_the_exit_code(
         "nothing listening": lambda: f"http://127.0.0.1:{free_port()}",
         "wrong path": lambda: f"{pushgateway.url}/no/such/prefix",
         "needs credentials": lambda: request.getfixturevalue("pushgateway_with_basic_auth").url,
+        "hangs": lambda: request.getfixturevalue("hanging_gateway"),
     }[gateway]()
     src = rejecting_csv(tmp_path / "in.csv") if bad_input else SAMPLES / "tickets.csv"
+    started = time.monotonic()
     r = cli(*classify_args(tmp_path / "out.csv", "--pushgateway", url, "--log-format", "json",
                            src=src))
     assert r.code == code, r
+    # a push is bounded by its timeout (a few seconds of classifying besides)
+    assert time.monotonic() - started < PUSH_TIMEOUT_SECONDS + 20
     (warning,) = warnings(r.stderr)
     assert warning["event"] == "metrics_push_failed"
     assert reason in warning["error"]

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import queue
 import threading
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from ..cache import AnswerCache, answer_key
 from ..pipeline import Decision
@@ -27,6 +28,7 @@ from .prompt import PROMPT_HASH, PROMPT_VERSION
 from .redact import redact
 
 log = logging.getLogger("ticketclf.llm")
+_T = TypeVar("_T")
 
 
 class EscalationCounters(Protocol):
@@ -160,13 +162,12 @@ class LLMEscalator(CachedEscalation):
         self._limiter = RateLimiter(self.settings.requests_per_minute)
         self._breaker = CircuitBreaker(self.settings.breaker_threshold)
         self._stop = threading.Event()  # set on close: sleeping retries give up at once
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: _DaemonPool | None = None
         self._warned: set[str] = set()
 
     def _answer(self, misses: Mapping[str, str]) -> dict[str, LLMAnswer]:
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.settings.concurrency,
-                                            thread_name_prefix="ticketclf-llm")
+            self._pool = _DaemonPool(self.settings.concurrency, "ticketclf-llm")
         futures: dict[Future[_Outcome], str] = {
             self._pool.submit(self._ask, text): key for key, text in misses.items()}
         answers: dict[str, LLMAnswer] = {}
@@ -241,11 +242,58 @@ class LLMEscalator(CachedEscalation):
     def close(self) -> None:
         self._stop.set()
         if self._pool is not None:
-            # Not waiting: after an interrupt, requests in flight end with their timeout.
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            # Not waiting: after an interrupt, requests in flight are abandoned (their daemon
+            # threads end with their timeout, or with the process).
+            self._pool.shutdown()
             self._pool = None
         self.backend.close()
         super().close()
+
+
+class _DaemonPool:
+    """A fixed pool of daemon threads running calls into Futures.
+
+    Not ThreadPoolExecutor: the interpreter joins its threads at exit, so a request hanging
+    when SIGTERM arrives would hold the process (exit 143) until the request's timeout
+    (--llm-timeout, 30 s by default) instead of letting it exit at once.
+    """
+
+    def __init__(self, workers: int, name: str) -> None:
+        self._tasks: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]
+                                       | None] = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True)
+                         for i in range(workers)]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, fn: Callable[..., _T], *args: Any) -> Future[_T]:
+        future: Future[_T] = Future()
+        self._tasks.put((future, fn, args))
+        return future
+
+    def _work(self) -> None:
+        while (task := self._tasks.get()) is not None:
+            future, fn, args = task
+            if not future.set_running_or_notify_cancel():
+                continue  # cancelled while queued
+            try:
+                result = fn(*args)
+            except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on it
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+    def shutdown(self) -> None:
+        """Cancel what has not started and let every thread end after its current call."""
+        while True:
+            try:
+                task = self._tasks.get_nowait()
+            except queue.Empty:
+                break
+            if task is not None:
+                task[0].cancel()
+        for _ in self._threads:
+            self._tasks.put(None)
 
 
 @dataclass
