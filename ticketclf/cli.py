@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import signal
-import sys
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -377,14 +376,14 @@ def predict(
     """Classify one text and show the top labels with their confidences (and why)."""
     ticket_model, _ = _load(model)
     proba = ticket_model.predict_proba([text])
-    heads = {}
+    heads: dict[str, list[dict[str, Any]]] = {}
     for head in HEADS:
         if head not in proba:
             continue
         labels = ticket_model.labels(head)
-        ranked = sorted(zip(labels, proba[head][0].tolist(), strict=True),
+        scored = sorted(zip(labels, proba[head][0].tolist(), strict=True),
                         key=lambda lp: -lp[1])[:top]
-        heads[head] = [{"label": lab, "confidence": round(p, 4)} for lab, p in ranked]
+        heads[head] = [{"label": lab, "confidence": round(p, 4)} for lab, p in scored]
     best = {h: v[0]["label"] for h, v in heads.items()}
     priority = priority_for(best.get("category", ""), best.get("sentiment", ""), text)
     reasons = {h: explain_label(ticket_model, text, h, label) for h, label in best.items()} \
@@ -705,4 +704,4 @@ def run() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run())
+    run()

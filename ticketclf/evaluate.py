@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -59,13 +59,16 @@ def threshold_for_precision(confidence: np.ndarray, correct: np.ndarray, target:
     order = np.argsort(-confidence, kind="stable")
     hits = np.cumsum(correct[order])
     precision = hits / np.arange(1, len(order) + 1)
-    ok = np.nonzero(precision[min_kept - 1:] >= target)[0] if len(order) >= min_kept else []
+    if len(order) < min_kept:
+        return 1.0
+    ok = np.nonzero(precision[min_kept - 1:] >= target)[0]
     if len(ok) == 0:
         return 1.0
     return float(confidence[order[ok[-1] + min_kept - 1]])
 
 
-def head_metrics(y_true: Sequence[str], y_pred: Sequence[str], confidence: np.ndarray,
+def head_metrics(y_true: Sequence[str] | np.ndarray, y_pred: Sequence[str] | np.ndarray,
+                 confidence: np.ndarray,
                  labels: Sequence[str]) -> dict[str, Any]:
     y_true_a, y_pred_a = np.asarray(y_true), np.asarray(y_pred)
     correct = (y_true_a == y_pred_a).astype(float)
@@ -101,7 +104,7 @@ def evaluate_predictions(proba: dict[str, np.ndarray], model_labels: dict[str, l
     return evaluate_labels(decided, model_labels, truth)
 
 
-def evaluate_labels(decided: dict[str, tuple[Sequence[str], np.ndarray]],
+def evaluate_labels(decided: Mapping[str, tuple[Sequence[str], np.ndarray]],
                     model_labels: dict[str, list[str]],
                     truth: dict[str, Sequence[str]]) -> dict[str, Any]:
     """Like evaluate_predictions, from each row's chosen label and its confidence (what a

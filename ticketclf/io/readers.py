@@ -195,8 +195,11 @@ class TicketReader:
                 continue
             try:
                 obj = json.loads(line)
-            except ValueError as exc:
+            except json.JSONDecodeError as exc:
                 yield Reject(name, line_no, f"invalid_json: {exc.msg}", _excerpt(line))
+                continue
+            except ValueError as exc:  # e.g. a number too long to convert
+                yield Reject(name, line_no, f"invalid_json: {exc}", _excerpt(line))
                 continue
             if not isinstance(obj, dict):
                 yield Reject(name, line_no, "not_an_object", _excerpt(line))
