@@ -24,6 +24,7 @@ from .sources import STDIN, format_from_name
 OUTPUT_FORMATS = ("csv", "jsonl")
 # A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_FIRST = frozenset(_FORMULA_PREFIXES)
 
 
 try:
@@ -195,15 +196,24 @@ def neutralise_formula(value: str) -> str:
 
 
 def _cell(value: Any) -> str:
+    if isinstance(value, str):  # nearly every cell: checked first, inline (the hot path)
+        return "'" + value if value[:1] in _FORMULA_FIRST else value
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, str):
-        return neutralise_formula(value)
     if isinstance(value, (dict, list)):
         return neutralise_formula(json.dumps(value, ensure_ascii=False))
     return str(value)
+
+
+def _result_cells(r: Result) -> list[str]:
+    """The result columns as CSV cells; their values are ours, never formula-like."""
+    p = r.prediction
+    return [p.category, str(round(p.category_confidence, 4)), p.sentiment,
+            str(round(p.sentiment_confidence, 4)), r.priority, r.decided_by,
+            "true" if r.cached else "false", "true" if r.needs_review else "false",
+            r.model_version]
 
 
 def output_columns(input_columns: Sequence[str]) -> tuple[list[str], dict[str, str]]:
@@ -232,11 +242,9 @@ class ResultWriter:
 
     def write(self, results: Iterable[Result]) -> None:
         if self._csv is not None:
-            for r in results:
-                row = r.ticket.row
-                cells = [_cell(row.get(c)) for c in self._input_columns]
-                cells += [_cell(v) for v in r.columns().values()]
-                self._csv.writerow(cells)
+            columns = self._input_columns
+            self._csv.writerows(
+                [_cell(r.ticket.row.get(c)) for c in columns] + _result_cells(r) for r in results)
         else:
             for r in results:
                 obj = {self._renames.get(k, k): v for k, v in r.ticket.row.items()}
