@@ -503,9 +503,8 @@ def train(
     spec = TrainSpec(files=data, text_column=text_column,
                      label_columns={"category": category_column, "sentiment": sentiment_column},
                      any_labels=any_labels, folds=folds, target_precision=target_precision)
-    with err.status("training", spinner="dots") if err.is_terminal else _nullcontext() as status:
-        card = train_model(spec, output, progress=(lambda m: status.update(m)) if status else
-                           (lambda m: None))
+    with (err.status("training") if err.is_terminal else _nullcontext()) as status:
+        card = train_model(spec, output, progress=status.update if status else lambda _m: None)
     if as_json:
         typer.echo(json.dumps(card, indent=2))
         return

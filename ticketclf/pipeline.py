@@ -17,7 +17,7 @@ from typing import Protocol
 from .io.readers import Batch
 from .model import TicketModel, load_model
 from .priority import priority_for
-from .schema import Prediction, Result, Ticket
+from .schema import Prediction, Reject, Result, Ticket
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class StageTimes:
 @dataclass
 class ClassifiedBatch:
     results: list[Result]
-    rejects: list = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
 
 
 # --- worker processes -------------------------------------------------------------------

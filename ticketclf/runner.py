@@ -113,7 +113,6 @@ class RunReport:
     decided_by: Counter[str] = field(default_factory=Counter)
     needs_review: int = 0
     cached: int = 0
-    bytes_read: int = 0
     seconds: float = 0.0
     stages: StageTimes = field(default_factory=StageTimes)
     confidence: dict[str, ConfidenceHistogram] = field(
@@ -208,9 +207,8 @@ def run_classify(
     """
     started = time.perf_counter()
     report = report if report is not None else RunReport()
-    out_fmt = output_format(job.output or default_output(job.inputs[0], job.output_format),
-                            job.output_format)
-    output = job.output or default_output(job.inputs[0], out_fmt)
+    output = job.output or default_output(job.inputs[0], job.output_format)
+    out_fmt = output_format(output, job.output_format)
     rejects_path = job.rejects or default_rejects(output, job.inputs[0])
     if job.inputs.count(STDIN) > 1:
         raise UsageError("stdin ('-') can be read only once")
@@ -256,7 +254,6 @@ def run_classify(
             if writer is None:  # no rows at all: still a valid, header-only output
                 writer = ResultWriter(out_stream, out_fmt, inputs.columns or [])
             writer.detach()
-            report.bytes_read = inputs.bytes_read
     finally:
         report.seconds = time.perf_counter() - started
     log.info("run finished", extra={

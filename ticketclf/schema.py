@@ -94,17 +94,13 @@ class Result:
     needs_review: bool = False
     model_version: str = ""
 
-    def columns(self) -> dict[str, Any]:
-        """The result columns, typed (the writer decides how each is spelled)."""
+    def values(self) -> tuple[Any, ...]:
+        """The result columns' values, typed, in RESULT_COLUMNS order (the writer decides how
+        each is spelled)."""
         p = self.prediction
-        return {
-            "category": p.category,
-            "category_confidence": round(p.category_confidence, 4),
-            "sentiment": p.sentiment,
-            "sentiment_confidence": round(p.sentiment_confidence, 4),
-            "priority": self.priority,
-            "decided_by": self.decided_by,
-            "cached": self.cached,
-            "needs_review": self.needs_review,
-            "model_version": self.model_version,
-        }
+        return (p.category, round(p.category_confidence, 4), p.sentiment,
+                round(p.sentiment_confidence, 4), self.priority, self.decided_by, self.cached,
+                self.needs_review, self.model_version)
+
+    def columns(self) -> dict[str, Any]:
+        return dict(zip(RESULT_COLUMNS, self.values(), strict=True))

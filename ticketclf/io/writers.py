@@ -207,15 +207,6 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _result_cells(r: Result) -> list[str]:
-    """The result columns as CSV cells; their values are ours, never formula-like."""
-    p = r.prediction
-    return [p.category, str(round(p.category_confidence, 4)), p.sentiment,
-            str(round(p.sentiment_confidence, 4)), r.priority, r.decided_by,
-            "true" if r.cached else "false", "true" if r.needs_review else "false",
-            r.model_version]
-
-
 def output_columns(input_columns: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     """Output header: input columns (renamed `input_<name>` if they clash with a result
     column) then the result columns. Returns the header and the renames."""
@@ -244,7 +235,8 @@ class ResultWriter:
         if self._csv is not None:
             columns = self._input_columns
             self._csv.writerows(
-                [_cell(r.ticket.row.get(c)) for c in columns] + _result_cells(r) for r in results)
+                [_cell(r.ticket.row.get(c)) for c in columns] + [_cell(v) for v in r.values()]
+                for r in results)
         else:
             for r in results:
                 obj = {self._renames.get(k, k): v for k, v in r.ticket.row.items()}
