@@ -31,14 +31,23 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ticketclf.evaluate import expected_calibration_error, risk_coverage  # noqa: E402
-from ticketclf.model.train import SEED, build_classifier, build_vectorizer  # noqa: E402
+from ticketclf.model.train import (  # noqa: E402
+    SEED,
+    TrainSpec,
+    build_classifier,
+    build_vectorizer,
+    load_training_data,
+)
 
 DATA = ROOT.parent / "shared" / "data" / "banking77"
 FOLDS = 5
 
 
 def load() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    train = pd.read_csv(DATA / "train.csv").sample(frac=1.0, random_state=SEED)
+    """train.csv read and shuffled exactly as `ticketclf train` reads it; test.csv as is."""
+    spec = TrainSpec(files=[DATA / "train.csv"], label_columns={"category": "category"},
+                     any_labels=True)
+    train, _sources = load_training_data(spec)
     test = pd.read_csv(DATA / "test.csv")
     return (train.text.to_numpy(), train.category.to_numpy(),
             test.text.to_numpy(), test.category.to_numpy())
