@@ -179,9 +179,17 @@ def train(spec: TrainSpec, model_dir: Path,
                       "numpy": np.__version__, "scipy": scipy.__version__,
                       "skops": skops.__version__},
     }
+    _forget_object_ids(vectorizer)
     card = save_model(model_dir, {"vectorizer": vectorizer, "heads": fitted}, card)
     card["train_seconds"] = round(time.perf_counter() - started, 1)  # reported, not saved
     return card
+
+
+def _forget_object_ids(vectorizer: FeatureUnion) -> None:
+    """TF-IDF vectorizers remember `id(stop_words)` to skip re-checking them; an address means
+    nothing in another process and made equal training runs save different bytes."""
+    for _name, part in vectorizer.transformer_list:
+        vars(part).pop("_stop_words_id", None)
 
 
 def _created() -> str:
