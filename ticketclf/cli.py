@@ -494,6 +494,9 @@ def train(
     target_precision: Annotated[float, typer.Option(
         "--target-precision", min=0.0, max=1.0,
         help="Per-head threshold keeps at least this precision on held-out folds.")] = 0.9,
+    encoder: Annotated[bool, typer.Option(
+        "--encoder", help="Add the pretrained all-MiniLM-L6-v2 sentence encoder: more accurate, "
+        "much slower to train and classify (pip install 'ticketclf[encoder]').")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the model card as JSON.")] = False,
 ) -> None:
     """Train a model on labelled tickets; writes model.skops and card.json to the directory."""
@@ -502,7 +505,8 @@ def train(
 
     spec = TrainSpec(files=data, text_column=text_column,
                      label_columns={"category": category_column, "sentiment": sentiment_column},
-                     any_labels=any_labels, folds=folds, target_precision=target_precision)
+                     any_labels=any_labels, folds=folds, target_precision=target_precision,
+                     encoder=encoder)
     with (err.status("training") if err.is_terminal else _nullcontext()) as status:
         card = train_model(spec, output, progress=status.update if status else lambda _m: None)
     if as_json:

@@ -24,14 +24,16 @@ class Contribution:
 def linear_weights(classifier: Any) -> tuple[np.ndarray, np.ndarray]:
     """(coef, intercept) of the linear model that scores the features: the SVM under the
     stacker (the stacker only rescales its per-class scores), or the classifier itself."""
+    classifier = getattr(classifier, "classifier_", classifier)  # under a NeighbourProduct
     inner = getattr(classifier, "estimators_", None)
     linear = inner[0] if inner else classifier
     return np.asarray(linear.coef_), np.asarray(linear.intercept_)
 
 
-def _readable(name: str) -> str:
+def _readable(name: str) -> str | None:
+    """Words and letter patterns read as themselves; sentence-embedding dimensions don't."""
     kind, _, token = name.partition("__")
-    return f"word: {token}" if kind == "word" else f"chars: {token!r}"
+    return {"word": f"word: {token}", "char": f"chars: {token!r}"}.get(kind)
 
 
 def explain(model: TicketModel, text: str, head: str, label: str,
@@ -44,7 +46,7 @@ def explain(model: TicketModel, text: str, head: str, label: str,
         coef[0] if label == labels[1] else -coef[0])
     idx = features.indices
     contrib = features.data * row[idx]
-    order = np.argsort(-contrib)[:top]
     names = model.vectorizer.get_feature_names_out()
-    return [Contribution(_readable(str(names[idx[i]])), float(contrib[i]))
-            for i in order if contrib[i] > 0]
+    readable = [(_readable(str(names[idx[i]])), float(contrib[i]))
+                for i in np.argsort(-contrib) if contrib[i] > 0]
+    return [Contribution(name, weight) for name, weight in readable if name][:top]

@@ -42,6 +42,8 @@ TRUSTED_TYPES = [
     "sklearn.preprocessing._label.LabelEncoder",
     "sklearn.svm._classes.LinearSVC",
     "sklearn.utils._bunch.Bunch",
+    "ticketclf.model.encoder.SentenceEncoder",
+    "ticketclf.model.neighbours.NeighbourProduct",
 ]
 
 
@@ -154,4 +156,8 @@ def load_model(path: Path | str) -> TicketModel:
     from .core import TicketModel
 
     artifacts, card = load_artifacts(Path(os.fspath(path)))
+    if (card.get("recipe") or {}).get("encoder"):
+        from .encoder import weights_dir
+
+        weights_dir()  # refuse now, with the install hint, not at the first batch
     return TicketModel(artifacts["vectorizer"], artifacts["heads"], card)

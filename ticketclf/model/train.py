@@ -28,34 +28,46 @@ from ..errors import DataError, InputNotFound, UsageError
 from ..evaluate import head_metrics, threshold_for_precision
 from ..io.sources import format_from_name
 from ..schema import LABELS
+from .encoder import SentenceEncoder, encoder_card, encoder_libraries, remembering
+from .neighbours import NeighbourProduct
 from .store import file_sha256, save_model
 
 SEED = 20261126
 
 
-def build_vectorizer() -> FeatureUnion:
-    """Word 1–2-grams for meaning, character n-grams for typos and word forms."""
-    return FeatureUnion([
+def build_vectorizer(encoder: bool = False) -> FeatureUnion:
+    """Word 1–2-grams for meaning, character n-grams for typos and word forms; with `encoder`,
+    also a pretrained sentence embedding (last, so its columns are the final DIMENSIONS), which
+    carries meaning across wordings the training set never used."""
+    parts: list[tuple[str, Any]] = [
         ("word", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, strip_accents="unicode",
                                  dtype=np.float32)),
         ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True,
                                  min_df=2, dtype=np.float32)),
-    ])
+    ]
+    if encoder:
+        parts.append(("sentence", SentenceEncoder()))
+    return FeatureUnion(parts)
 
 
-def build_classifier() -> StackingClassifier:
-    """A class-balanced linear SVM whose per-class scores, taken out of fold (5 folds), feed a
-    multinomial logistic regression that turns them into calibrated probabilities.
+def build_classifier(encoder: bool = False) -> StackingClassifier | NeighbourProduct:
+    """A class-balanced linear SVM whose per-class scores, taken out of fold, feed a
+    multinomial logistic regression that turns them into calibrated probabilities; with the
+    encoder, checked against the nearest training tickets (neighbours.py).
 
     Measured on banking77 (README): 0.928 accuracy and ECE 0.02, against 0.916 for the same
     SVM calibrated by temperature scaling, and better than isotonic, sigmoid, plain logistic
-    regression or soft voting; the stacker also learns which classes the SVM confuses.
+    regression or soft voting; the stacker also learns which classes the SVM confuses. The
+    encoder's dense columns make each SVM fit ~3x slower, so that recipe takes 3 folds, not 5
+    (same banking77 accuracy at 80 % coverage, 0.991, in 27 s instead of 49 s). Not fitted
+    in parallel: worker processes change the last digits and with them the model's bytes.
     """
-    return StackingClassifier(
+    stack = StackingClassifier(
         [("svc", LinearSVC(C=0.5, class_weight="balanced", random_state=SEED))],
         final_estimator=LogisticRegression(C=1.0, max_iter=1000),
-        cv=5,
+        cv=3 if encoder else 5,
     )
+    return NeighbourProduct(stack) if encoder else stack
 
 
 @dataclass(frozen=True)
@@ -67,6 +79,7 @@ class TrainSpec:
     any_labels: bool = False
     folds: int = 3
     target_precision: float = 0.9
+    encoder: bool = False
 
 
 def read_table(path: Path, columns: Sequence[str]) -> pd.DataFrame:
@@ -120,16 +133,17 @@ def _heads_present(data: pd.DataFrame, spec: TrainSpec) -> dict[str, str]:
     return heads
 
 
-def _out_of_fold(texts: np.ndarray, y: np.ndarray, folds: int,
+def _out_of_fold(texts: np.ndarray, y: np.ndarray, spec: TrainSpec,
                  progress: Callable[[str], None]) -> tuple[np.ndarray, np.ndarray]:
     """Predicted labels and confidences for every row from a model that did not see it."""
     pred = np.empty(len(y), dtype=object)
     conf = np.zeros(len(y))
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=SEED)
+    splitter = StratifiedKFold(n_splits=spec.folds, shuffle=True, random_state=SEED)
     for k, (train_idx, test_idx) in enumerate(splitter.split(texts, y), start=1):
-        progress(f"fold {k}/{folds}")
-        vec = build_vectorizer()
-        clf = build_classifier().fit(vec.fit_transform(texts[train_idx]), y[train_idx])
+        progress(f"fold {k}/{spec.folds}")
+        vec = build_vectorizer(spec.encoder)
+        clf = build_classifier(spec.encoder).fit(vec.fit_transform(texts[train_idx]),
+                                                 y[train_idx])
         proba = clf.predict_proba(vec.transform(texts[test_idx]))
         pred[test_idx] = clf.classes_[proba.argmax(axis=1)]
         conf[test_idx] = proba.max(axis=1)
@@ -144,9 +158,16 @@ def train(spec: TrainSpec, model_dir: Path,
     started = time.perf_counter()
     data, sources = load_training_data(spec)
     heads = _heads_present(data, spec)
+    with remembering():
+        return _train_heads(spec, data, sources, heads, model_dir, progress, started)
+
+
+def _train_heads(spec: TrainSpec, data: pd.DataFrame, sources: list[dict[str, Any]],
+                 heads: dict[str, str], model_dir: Path, progress: Callable[[str], None],
+                 started: float) -> dict[str, Any]:
     texts_all = data[spec.text_column].to_numpy()
-    progress("fitting the vectorizer")
-    vectorizer = build_vectorizer().fit(texts_all)
+    progress("encoding sentences" if spec.encoder else "fitting the vectorizer")
+    vectorizer = build_vectorizer(spec.encoder).fit(texts_all)
     features = vectorizer.transform(texts_all)
     fitted: dict[str, Any] = {}
     metrics: dict[str, Any] = {}
@@ -157,12 +178,12 @@ def train(spec: TrainSpec, model_dir: Path,
         labels = sorted(set(y))
         if spec.folds >= 2:
             progress(f"{head}: cross-validating")
-            pred, conf = _out_of_fold(texts_all[mask], y, spec.folds, progress)
+            pred, conf = _out_of_fold(texts_all[mask], y, spec, progress)
             metrics[head] = head_metrics(y, pred, conf, labels)
             thresholds[head] = threshold_for_precision(conf, (pred == y).astype(float),
                                                        spec.target_precision)
         progress(f"{head}: fitting the final model")
-        fitted[head] = build_classifier().fit(features[mask], y)
+        fitted[head] = build_classifier(spec.encoder).fit(features[mask], y)
     card = {
         "name": model_dir.name,
         "created": _created(),
@@ -173,11 +194,12 @@ def train(spec: TrainSpec, model_dir: Path,
         "training_data": {"files": sources, "rows": int(len(data)),
                           "rows_per_head": {h: int((data[c] != "").sum())
                                             for h, c in heads.items()}},
-        "recipe": {"vectorizer": repr(build_vectorizer()), "classifier": repr(build_classifier()),
-                   "seed": SEED},
+        "recipe": {"vectorizer": repr(build_vectorizer(spec.encoder)),
+                   "classifier": repr(build_classifier(spec.encoder)), "seed": SEED,
+                   **({"encoder": encoder_card()} if spec.encoder else {})},
         "libraries": {"python": platform.python_version(), "scikit-learn": sklearn.__version__,
                       "numpy": np.__version__, "scipy": scipy.__version__,
-                      "skops": skops.__version__},
+                      "skops": skops.__version__, **(encoder_libraries() if spec.encoder else {})},
     }
     _forget_object_ids(vectorizer)
     card = save_model(model_dir, {"vectorizer": vectorizer, "heads": fitted}, card)
