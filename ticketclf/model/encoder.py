@@ -161,7 +161,7 @@ class SentenceEncoder(TransformerMixin, BaseEstimator):
         new = list(dict.fromkeys(t for t in texts if t not in _remembered))
         if new:
             _remembered.update(zip(new, _encoder().encode(new, self.batch_size), strict=True))
-        return np.stack([_remembered[t] for t in texts]) if texts else np.empty((0, DIMENSIONS))
+        return np.array([_remembered[t] for t in texts], np.float32).reshape(-1, DIMENSIONS)
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
         return np.array([f"sentence{i}" for i in range(DIMENSIONS)], dtype=object)

@@ -150,6 +150,7 @@ def _out_of_fold(texts: np.ndarray, y: np.ndarray, spec: TrainSpec,
     return pred, conf
 
 
+@remembering()  # cross-validation and every head encode the same texts
 def train(spec: TrainSpec, model_dir: Path,
           progress: Callable[[str], None] = lambda _msg: None) -> dict[str, Any]:
     """Train every head whose labels are present, save the model and return its card."""
@@ -158,13 +159,6 @@ def train(spec: TrainSpec, model_dir: Path,
     started = time.perf_counter()
     data, sources = load_training_data(spec)
     heads = _heads_present(data, spec)
-    with remembering():
-        return _train_heads(spec, data, sources, heads, model_dir, progress, started)
-
-
-def _train_heads(spec: TrainSpec, data: pd.DataFrame, sources: list[dict[str, Any]],
-                 heads: dict[str, str], model_dir: Path, progress: Callable[[str], None],
-                 started: float) -> dict[str, Any]:
     texts_all = data[spec.text_column].to_numpy()
     progress("encoding sentences" if spec.encoder else "fitting the vectorizer")
     vectorizer = build_vectorizer(spec.encoder).fit(texts_all)
