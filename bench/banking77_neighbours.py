@@ -55,10 +55,10 @@ def main() -> None:
 
     oof: dict[str, np.ndarray] = {}
     for fit_idx, held_idx in StratifiedKFold(FOLDS).split(x, y):
-        model = build_classifier(encoder=True).fit(x[fit_idx], y[fit_idx])
+        model = build_classifier(encoder=True, check_neighbours=True).fit(x[fit_idx], y[fit_idx])
         for name, proba in predictions(model, x[held_idx]).items():
             oof.setdefault(name, np.zeros((len(y), len(classes))))[held_idx] = proba
-    test = predictions(build_classifier(encoder=True).fit(x, y), x_test)
+    test = predictions(build_classifier(encoder=True, check_neighbours=True).fit(x, y), x_test)
 
     print("| confidence | train OOF: acc @ 80 % | accuracy | ECE "
           "| test: acc @ 80 % | accuracy | ECE |")

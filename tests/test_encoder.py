@@ -89,17 +89,19 @@ def test_sentence_block_is_the_last_columns_of_the_features():
                                SentenceEncoder().transform(["a bill"])[0], atol=1e-6)
 
 
-@pytest.fixture(scope="module")
-def tickets() -> tuple[list[str], np.ndarray]:
+def corpus_rows() -> list[dict[str, str]]:
     """30 hand-written tickets from each of three categories."""
-    texts, labels = [], []
+    rows = []
     for name in ("billing", "network", "cancellation"):
         with open(CORPUS / f"{name}.csv", newline="") as f:
-            for i, row in enumerate(csv.DictReader(f)):
-                if i < 30:
-                    texts.append(row["text"])
-                    labels.append(row["category"])
-    return texts, np.array(labels)
+            rows += [row for i, row in enumerate(csv.DictReader(f)) if i < 30]
+    return rows
+
+
+@pytest.fixture(scope="module")
+def tickets() -> tuple[list[str], np.ndarray]:
+    rows = corpus_rows()
+    return [r["text"] for r in rows], np.array([r["category"] for r in rows])
 
 
 def test_neighbour_product_lowers_confidence_where_nearest_tickets_disagree(tickets):
@@ -126,13 +128,12 @@ def test_neighbour_product_lowers_confidence_where_nearest_tickets_disagree(tick
 
 
 @pytest.fixture(scope="module")
-def encoder_training_file(tmp_path_factory: pytest.TempPathFactory, tickets) -> Path:
-    texts, labels = tickets
+def encoder_training_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = tmp_path_factory.mktemp("data") / "train.csv"
     with open(data, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["text", "category"])
-        writer.writerows(zip(texts, labels, strict=True))
+        writer.writerow(["text", "category", "sentiment"])
+        writer.writerows([r["text"], r["category"], r["sentiment"]] for r in corpus_rows())
     return data
 
 
@@ -157,6 +158,15 @@ def test_encoder_model_records_its_encoder_and_loads_with_the_allow_list(encoder
     model = load_model(encoder_model)
     (pred,) = model.predict(["there is no 4G anywhere in my town since yesterday"])
     assert pred.category == "NETWORK"
+
+
+def test_only_the_category_head_is_checked_against_neighbours(encoder_model):
+    """Embeddings place tickets by topic, not tone: neighbours vouch for a category only."""
+    model = load_model(encoder_model)
+    assert isinstance(model.heads["category"], NeighbourProduct)
+    assert not isinstance(model.heads["sentiment"], NeighbourProduct)
+    card = json.loads((encoder_model / CARD_FILE).read_text())
+    assert card["recipe"]["encoder"]["neighbour_check"] == ["category"]
 
 
 def test_encoder_model_refuses_to_load_without_the_encoder(encoder_model, monkeypatch):
