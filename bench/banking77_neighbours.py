@@ -3,7 +3,7 @@
 The `--encoder` recipe multiplies the stacker's probabilities by (smoothing + the label shares of
 the k nearest training tickets in sentence-embedding space). k is chosen here on out-of-fold
 predictions for banking77 train.csv; the test.csv columns are shown beside them but were not
-used to choose. Prints a Markdown table; about 4 minutes on 2 cores.
+used to choose. Prints a Markdown table; about 3 minutes on 2 cores.
 
     .venv/bin/python bench/banking77_neighbours.py
 """

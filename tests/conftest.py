@@ -21,6 +21,7 @@ pytest_plugins = ["tests.fake_gemini", "tests.leakcheck"]
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
 SHIPPED_MODEL = ROOT / "models" / "default"
+CORPUS = ROOT / "data" / "telecom"
 
 
 @pytest.fixture(scope="session")
@@ -76,6 +77,20 @@ def run_cli(*args: str, input: bytes | None = None, timeout: float = 120,
                             timeout=timeout, env=env)
     scan_for_leaks(result.stderr.decode(errors="replace"), f"stderr of ticketclf {args[0]}")
     return result
+
+
+def corpus_rows(per_file: int, names: tuple[str, ...] | None = None) -> list[list[str]]:
+    """[text, category, sentiment] of the first `per_file` tickets of each hand-written
+    category file (all of them, or those named)."""
+    import csv
+
+    files = [CORPUS / f"{n}.csv" for n in names] if names else sorted(CORPUS.glob("*.csv"))
+    rows = []
+    for path in files:
+        with open(path, newline="") as f:
+            rows += [[r["text"], r["category"], r["sentiment"]]
+                     for i, r in enumerate(csv.DictReader(f)) if i < per_file]
+    return rows
 
 
 def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:

@@ -19,23 +19,14 @@ from ticketclf.model import load_model
 from ticketclf.model.store import CARD_FILE, MODEL_FILE
 from ticketclf.model.train import TrainSpec, train
 
-ROOT = Path(__file__).resolve().parent.parent
-CORPUS = ROOT / "data" / "telecom"
+from .conftest import corpus_rows, write_csv
 
 
 @pytest.fixture(scope="module")
 def small_training_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The first 40 tickets of each hand-written category file."""
-    path = tmp_path_factory.mktemp("data") / "train.csv"
-    with open(path, "w", newline="") as out:
-        writer = csv.writer(out)
-        writer.writerow(["text", "category", "sentiment"])
-        for source in sorted(CORPUS.glob("*.csv")):
-            with open(source, newline="") as f:
-                for i, row in enumerate(csv.DictReader(f)):
-                    if i < 40:
-                        writer.writerow([row["text"], row["category"], row["sentiment"]])
-    return path
+    return write_csv(tmp_path_factory.mktemp("data") / "train.csv",
+                     ["text", "category", "sentiment"], corpus_rows(40))
 
 
 @pytest.fixture(scope="module")
