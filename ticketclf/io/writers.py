@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from ..errors import OutputError, UsageError
-from ..schema import RESULT_COLUMNS, Reject, Result
+from ..schema import RESULT_COLUMN_NAMES, Reject, Result, result_values
 from .sources import STDIN, format_from_name
 
 OUTPUT_FORMATS = ("csv", "jsonl")
@@ -210,8 +210,8 @@ def _cell(value: Any) -> str:
 def output_columns(input_columns: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     """Output header: input columns (renamed `input_<name>` if they clash with a result
     column) then the result columns. Returns the header and the renames."""
-    renames = {c: f"input_{c}" for c in input_columns if c in RESULT_COLUMNS}
-    return [renames.get(c, c) for c in input_columns] + list(RESULT_COLUMNS), renames
+    renames = {c: f"input_{c}" for c in input_columns if c in RESULT_COLUMN_NAMES}
+    return [renames.get(c, c) for c in input_columns] + list(RESULT_COLUMN_NAMES), renames
 
 
 class ResultWriter:
@@ -235,12 +235,12 @@ class ResultWriter:
         if self._csv is not None:
             columns = self._input_columns
             self._csv.writerows(
-                [_cell(r.ticket.row.get(c)) for c in columns] + [_cell(v) for v in r.values()]
+                [_cell(r.ticket.row.get(c)) for c in columns] + [_cell(v) for v in result_values(r)]
                 for r in results)
         else:
             for r in results:
                 obj = {self._renames.get(k, k): v for k, v in r.ticket.row.items()}
-                obj.update(r.columns())
+                obj.update(zip(RESULT_COLUMN_NAMES, result_values(r), strict=True))
                 self._text.write(json_line(obj))
         self._text.flush()
 
