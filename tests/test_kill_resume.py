@@ -34,7 +34,7 @@ import pytest
 
 from ticketclf.cache import answer_key
 from ticketclf.llm.gemini import GeminiBackend
-from ticketclf.llm.prompt import PROMPT_HASH, PROMPT_VERSION
+from ticketclf.llm.prompt import DEFAULT_PROMPT, PROMPT_VERSION
 from ticketclf.llm.redact import redact
 from ticketclf.schema import CATEGORIES, SENTIMENTS
 
@@ -82,7 +82,7 @@ def gemini_subprocess_env(fake: FakeGemini, cache_dir: Path) -> dict[str, str]:
 
 
 def key_of(redacted_text: str) -> str:
-    return answer_key("gemini", PROMPT_VERSION, PROMPT_HASH, GeminiBackend.default_model,
+    return answer_key("gemini", PROMPT_VERSION, DEFAULT_PROMPT.hash, GeminiBackend.default_model,
                       redacted_text)
 
 

@@ -23,7 +23,7 @@ from ticketclf.llm import (
     hybrid_predictions,
     open_escalator,
 )
-from ticketclf.llm.prompt import PROMPT_HASH, PROMPT_VERSION
+from ticketclf.llm.prompt import DEFAULT_PROMPT, PROMPT_VERSION
 from ticketclf.pipeline import Thresholds
 from ticketclf.schema import CATEGORIES, Prediction, Ticket
 
@@ -270,8 +270,8 @@ def test_cache_key_changes_with_the_model(fake_gemini, tmp_path):
     assert fake_gemini.count == 4
     with AnswerCache(tmp_path / "cache") as cache:
         assert cache.stats().by_prompt_and_model == {
-            f"gemini:{PROMPT_VERSION}:{PROMPT_HASH}:gemini-test": 2,
-            f"gemini:{PROMPT_VERSION}:{PROMPT_HASH}:gemini-other": 2}
+            f"gemini:{PROMPT_VERSION}:{DEFAULT_PROMPT.hash}:gemini-test": 2,
+            f"gemini:{PROMPT_VERSION}:{DEFAULT_PROMPT.hash}:gemini-other": 2}
 
 
 def test_same_text_twice_in_a_batch_is_asked_once(fake_gemini):

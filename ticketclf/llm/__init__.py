@@ -17,6 +17,7 @@ from ..config import default_cache_dir, secret, secret_source
 from ..errors import ConfigError, UsageError
 from ..pipeline import Escalator, Thresholds, decide
 from ..schema import Prediction, Ticket
+from ..taxonomy import DEFAULT_TAXONOMY, Taxonomy
 from .base import Connection, LLMBackend, Prices
 from .escalator import (
     CachedEscalation,
@@ -27,6 +28,7 @@ from .escalator import (
     LLMEscalator,
 )
 from .limits import RetryPolicy
+from .prompt import Prompt
 from .registry import BACKENDS, DEFAULT_BACKEND, backend_class
 
 __all__ = [
@@ -98,25 +100,26 @@ def key_status(backend_name: str) -> tuple[type[LLMBackend], str | None]:
 
 
 def open_escalator(config: LLMConfig, counters: EscalationStats | None = None,
-                   dry_run: bool = False) -> CachedEscalation:
-    """The escalation step, owning its cache and client: use it as a context manager.
-
-    A dry run needs no key; a real one raises ConfigError when the backend needs one.
-    """
+                   dry_run: bool = False, taxonomy: Taxonomy = DEFAULT_TAXONOMY
+                   ) -> CachedEscalation:
+    """The escalation step for a model's taxonomy, owning its cache and client: use it as a
+    context manager. A dry run needs no key; a real one raises ConfigError when the backend
+    needs one."""
     backend = backend_class(config.backend)
     connection = config.connection(backend)
     settings = config.settings if config.settings.prices is not None else replace(
         config.settings, prices=backend.price(connection.model))
     cache = AnswerCache(config.cache_dir) if config.cache_dir is not None else None
     if dry_run:
-        return DryRunEscalator(backend.name, connection.model, cache, settings, counters)
+        return DryRunEscalator(backend.name, connection.model, cache, settings, counters,
+                               Prompt(taxonomy))
     if backend.key_required and not config.api_key:
         if cache is not None:
             cache.close()
         raise ConfigError(f"LLM escalation through {backend.name} needs an API key",
                           f"set {backend.key_variable} or {backend.key_variable}_FILE, "
                           "or pass --no-llm")
-    return LLMEscalator(backend(connection), cache, settings, counters)
+    return LLMEscalator(backend(connection, Prompt(taxonomy)), cache, settings, counters)
 
 
 @dataclass

@@ -5,11 +5,13 @@ declares about itself (name, key variable, default model, prices)."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..schema import CATEGORIES, SENTIMENTS
+if TYPE_CHECKING:
+    from .prompt import Prompt
+
 
 UNKNOWN_CATEGORY = "UNKNOWN"  # the LLM's way to say no category fits
 
@@ -47,19 +49,20 @@ class LLMAnswer:
     confidence: float
 
     @classmethod
-    def from_dict(cls, data: Any) -> LLMAnswer:
-        """Validate a decoded answer (from the LLM or the cache); raises InvalidAnswer."""
+    def from_dict(cls, data: Any, categories: Collection[str],
+                  sentiments: Collection[str]) -> LLMAnswer:
+        """Validate a decoded answer against the taxonomy's labels; raises InvalidAnswer."""
         if not isinstance(data, dict):
             raise InvalidAnswer("answer is not a JSON object")
         category, sentiment, confidence = (data.get(k) for k in
                                            ("category", "sentiment", "confidence"))
-        if category != UNKNOWN_CATEGORY and category not in CATEGORIES:
+        if category != UNKNOWN_CATEGORY and category not in categories:
             raise InvalidAnswer("category is off the enum")
-        if sentiment not in SENTIMENTS:
+        if sentiment not in sentiments:
             raise InvalidAnswer("sentiment is off the enum")
         if isinstance(confidence, bool) or not isinstance(confidence, int | float):
             raise InvalidAnswer("confidence is not a number")
-        return cls(category, sentiment, min(max(float(confidence), 0.0), 1.0))
+        return cls(str(category), str(sentiment), min(max(float(confidence), 0.0), 1.0))
 
     def as_dict(self) -> dict[str, Any]:
         return {"category": self.category, "sentiment": self.sentiment,
@@ -139,9 +142,10 @@ class LLMBackend(ABC):
     # By model; a model not listed costs `prices[default_model]` unless prices are given.
     prices: ClassVar[Mapping[str, Prices]]
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, prompt: Prompt) -> None:
         self.connection = connection
         self.model = connection.model
+        self.prompt = prompt
 
     @classmethod
     def price(cls, model: str) -> Prices:

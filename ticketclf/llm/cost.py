@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .base import Usage
-from .prompt import SYSTEM_INSTRUCTION, user_message
+from .prompt import Prompt
 
 # Google's rule of thumb is about four characters a token for English text.
 CHARS_PER_TOKEN = 4
@@ -11,7 +11,7 @@ CHARS_PER_TOKEN = 4
 ESTIMATED_OUTPUT_TOKENS = 60
 
 
-def estimate_usage(redacted_text: str) -> Usage:
+def estimate_usage(prompt: Prompt, redacted_text: str) -> Usage:
     """Tokens one request for this ticket would use, estimated without calling anything."""
-    chars = len(SYSTEM_INSTRUCTION) + len(user_message(redacted_text))
+    chars = len(prompt.system_instruction) + len(prompt.user_message(redacted_text))
     return Usage(-(-chars // CHARS_PER_TOKEN), ESTIMATED_OUTPUT_TOKENS)

@@ -24,7 +24,7 @@ from ..schema import Prediction, Ticket
 from .base import UNKNOWN_CATEGORY, InvalidAnswer, LLMAnswer, LLMBackend, LLMError, Prices, Usage
 from .cost import estimate_usage
 from .limits import Budget, CircuitBreaker, RateLimiter, RetryPolicy
-from .prompt import PROMPT_HASH, PROMPT_VERSION
+from .prompt import DEFAULT_PROMPT, PROMPT_VERSION, Prompt
 from .redact import redact
 
 log = logging.getLogger("ticketclf.llm")
@@ -72,9 +72,11 @@ class CachedEscalation:
 
     def __init__(self, backend: str, model: str, cache: AnswerCache | None,
                  settings: EscalationSettings | None = None,
-                 counters: EscalationStats | None = None) -> None:
+                 counters: EscalationStats | None = None,
+                 prompt: Prompt = DEFAULT_PROMPT) -> None:
         self.backend_name = backend
         self.model = model
+        self.prompt = prompt
         self.cache = cache
         self.settings = settings or EscalationSettings()
         self.prices = self.settings.prices or Prices()
@@ -85,7 +87,7 @@ class CachedEscalation:
     def resolve(self, items: Sequence[tuple[Ticket, Prediction]]) -> list[Decision]:
         self.escalated += len(items)
         redacted = [redact(ticket.text) for ticket, _ in items]
-        keys = [answer_key(self.backend_name, PROMPT_VERSION, PROMPT_HASH, self.model, text)
+        keys = [answer_key(self.backend_name, PROMPT_VERSION, self.prompt.hash, self.model, text)
                 for text in redacted]
         cached = self._lookup(keys)
         # One request per distinct text: duplicates in a batch share the answer.
@@ -112,7 +114,7 @@ class CachedEscalation:
         answers = {}
         for key, value in self.cache.get_many(set(keys)).items():
             try:
-                answers[key] = LLMAnswer.from_dict(value)
+                answers[key] = self.prompt.validate(value)
             except InvalidAnswer:
                 continue  # written by another version, or damaged: ask again
         for key in keys:
@@ -149,7 +151,7 @@ class LLMEscalator(CachedEscalation):
     def __init__(self, backend: LLMBackend, cache: AnswerCache | None,
                  settings: EscalationSettings | None = None,
                  counters: EscalationStats | None = None) -> None:
-        super().__init__(backend.name, backend.model, cache, settings, counters)
+        super().__init__(backend.name, backend.model, cache, settings, counters, backend.prompt)
         self.backend = backend
         self._limiter = RateLimiter(self.settings.requests_per_minute)
         self._breaker = CircuitBreaker(self.settings.breaker_threshold)
@@ -301,8 +303,9 @@ class DryRunEscalator(CachedEscalation):
 
     def __init__(self, backend: str, model: str, cache: AnswerCache | None,
                  settings: EscalationSettings | None = None,
-                 counters: EscalationStats | None = None) -> None:
-        super().__init__(backend, model, cache, settings, counters)
+                 counters: EscalationStats | None = None,
+                 prompt: Prompt = DEFAULT_PROMPT) -> None:
+        super().__init__(backend, model, cache, settings, counters, prompt)
         self.estimate = DryRunEstimate()
 
     def _answer(self, misses: Mapping[str, str]) -> dict[str, LLMAnswer]:
@@ -310,7 +313,7 @@ class DryRunEscalator(CachedEscalation):
             if not self.budget.take():
                 self.estimate.over_budget += 1
                 continue
-            usage = estimate_usage(text)
+            usage = estimate_usage(self.prompt, text)
             self.estimate.tickets += 1
             self.estimate.usage += usage
             self.estimate.cost_usd += self.prices.cost(usage)

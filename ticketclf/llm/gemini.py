@@ -23,7 +23,7 @@ from .base import (
     TransientError,
     Usage,
 )
-from .prompt import RESPONSE_SCHEMA, SYSTEM_INSTRUCTION, parse_answer, user_message
+from .prompt import Prompt
 
 if TYPE_CHECKING:
     from google.genai import types
@@ -54,8 +54,8 @@ class GeminiBackend(LLMBackend):
     # rate until 2026-12-31; from 2027-01-01 they are 1.50 / 7.50.
     prices: ClassVar[dict[str, Prices]] = {"gemini-3.8-flash": Prices(0.75, 3.75)}
 
-    def __init__(self, connection: Connection) -> None:
-        super().__init__(connection)
+    def __init__(self, connection: Connection, prompt: Prompt) -> None:
+        super().__init__(connection, prompt)
         from google import genai
         from google.genai import errors, types
 
@@ -69,19 +69,20 @@ class GeminiBackend(LLMBackend):
             base_url=connection.base_url,
             timeout=max(1, round(connection.timeout_seconds * 1000))))  # milliseconds
         self._config = types.GenerateContentConfig(
-            system_instruction=SYSTEM_INSTRUCTION,
+            system_instruction=prompt.system_instruction,
             temperature=0.0,
             candidate_count=1,
             max_output_tokens=MAX_OUTPUT_TOKENS,
             response_mime_type="application/json",
-            response_json_schema=RESPONSE_SCHEMA,
+            response_json_schema=prompt.response_schema,
             thinking_config=_thinking(self.model),
         )
 
     def classify(self, redacted_text: str) -> Reply:
         try:
             response = self._client.models.generate_content(
-                model=self.model, contents=user_message(redacted_text), config=self._config)
+                model=self.model, contents=self.prompt.user_message(redacted_text),
+                config=self._config)
         except self._errors.APIError as exc:
             message = f"HTTP {exc.code} {exc.status or ''}".rstrip()
             if exc.code in RETRYABLE_STATUS:
@@ -102,7 +103,7 @@ class GeminiBackend(LLMBackend):
         parts = candidate.content.parts if candidate.content and candidate.content.parts else []
         text = "".join(p.text for p in parts if p.text and not p.thought)
         try:
-            answer = parse_answer(text)
+            answer = self.prompt.parse_answer(text)
         except InvalidAnswer as exc:
             raise InvalidAnswer(str(exc), usage) from None
         return Reply(answer, usage)
