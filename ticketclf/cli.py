@@ -168,14 +168,14 @@ LLMModelOpt = Annotated[str | None, typer.Option(
     "--llm-model", envvar="TICKETCLF_LLM_MODEL", show_envvar=True, metavar="NAME",
     help="The backend's model. Default: the backend's default model.")]
 MaxLLMCallsOpt = Annotated[int | None, typer.Option(
-    "--max-llm-calls", min=0, help="At most this many LLM requests per run, retries "
+    "--max-llm-calls", metavar="N", min=0, help="At most this many LLM requests per run, retries "
     "included; tickets beyond it keep the local prediction. Default: no limit.")]
 LLMConcurrencyOpt = Annotated[int, typer.Option(
-    "--llm-concurrency", min=1, max=64, help="LLM requests in flight at once.")]
+    "--llm-concurrency", metavar="N", min=1, max=64, help="LLM requests in flight at once.")]
 LLMRpmOpt = Annotated[float | None, typer.Option(
-    "--llm-rpm", min=0.1, help="At most this many LLM requests a minute. Default: no limit.")]
+    "--llm-rpm", metavar="X", min=0.1, help="At most this many LLM requests a minute. Default: no limit.")]
 LLMTimeoutOpt = Annotated[float, typer.Option(
-    "--llm-timeout", min=0.1, max=600.0,
+    "--llm-timeout", metavar="X", min=0.1, max=600.0,
     help="Seconds before an LLM request times out (and is retried).")]
 CacheDirOpt = Annotated[Path | None, typer.Option(
     "--cache-dir", envvar="TICKETCLF_CACHE_DIR", show_envvar=True, metavar="DIR",
@@ -183,10 +183,10 @@ CacheDirOpt = Annotated[Path | None, typer.Option(
 NoCacheOpt = Annotated[bool, typer.Option(
     "--no-cache", help="Neither read nor write the LLM answer cache.")]
 InputPriceOpt = Annotated[float | None, typer.Option(
-    "--llm-input-price", min=0.0, help="USD per million input tokens, for the cost estimate. "
+    "--llm-input-price", metavar="X", min=0.0, help="USD per million input tokens, for the cost estimate. "
     "Default: the backend's price for the model.")]
 OutputPriceOpt = Annotated[float | None, typer.Option(
-    "--llm-output-price", min=0.0, help="USD per million output tokens, thinking included, for "
+    "--llm-output-price", metavar="X", min=0.0, help="USD per million output tokens, thinking included, for "
     "the cost estimate. Default: the backend's price for the model.")]
 DryRunOpt = Annotated[bool, typer.Option(
     "--dry-run", help="Report how many tickets would go to the LLM, with estimated tokens and "
@@ -276,20 +276,20 @@ def classify(
     id_column: IdColumnOpt = None,
     encoding: EncodingOpt = "utf-8-sig",
     batch_size: Annotated[int, typer.Option(
-        "--batch-size", min=1, max=100_000, help="Rows per batch.")] = 1000,
+        "--batch-size", metavar="N", min=1, max=100_000, help="Rows per batch.")] = 1000,
     max_text_chars: Annotated[int, typer.Option(
-        "--max-text-chars", min=1, max=1_000_000, help="Longer texts are rejected.")] = 20_000,
+        "--max-text-chars", metavar="N", min=1, max=1_000_000, help="Longer texts are rejected.")] = 20_000,
     workers: Annotated[int | None, typer.Option(
-        "--workers", min=1, help="Model worker processes. Default: the CPU count.")] = None,
+        "--workers", metavar="N", min=1, help="Model worker processes. Default: the CPU count.")] = None,
     threshold: Annotated[float | None, typer.Option(
-        "--llm-threshold", min=0.0, max=1.0,
+        "--llm-threshold", metavar="X", min=0.0, max=1.0,
         help="Confidence below which a ticket is uncertain (escalated, or flagged "
         "needs_review). Default: the model card's per-head thresholds.")] = None,
     shard: Annotated[str | None, typer.Option(
         "--shard", metavar="I/N",
         help="Classify only shard I (0-based) of N, by a hash of the id.")] = None,
     max_reject_rate: Annotated[float, typer.Option(
-        "--max-reject-rate", min=0.0, max=1.0,
+        "--max-reject-rate", metavar="X", min=0.0, max=1.0,
         help="Exit 65 when more than this fraction of rows is rejected.")] = 0.05,
     model: ModelOpt = None,
     quiet: Annotated[bool, typer.Option(
@@ -432,12 +432,12 @@ def predict(
     text: Annotated[str, typer.Argument(
         help="The ticket text (after --, when it starts with '-').", metavar="TEXT")],
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-    top: Annotated[int, typer.Option("--top", min=1, max=100,
+    top: Annotated[int, typer.Option("--top", metavar="N", min=1, max=100,
                                      help="Labels shown per head.")] = 3,
     explain: Annotated[bool, typer.Option(
         "--explain", help="Show the words and letter patterns that drove each head.")] = False,
     threshold: Annotated[float | None, typer.Option(
-        "--llm-threshold", min=0.0, max=1.0, help="Confidence below which the ticket is "
+        "--llm-threshold", metavar="X", min=0.0, max=1.0, help="Confidence below which the ticket is "
         "uncertain. Default: the model card's per-head thresholds.")] = None,
     model: ModelOpt = None,
 ) -> None:
@@ -578,10 +578,10 @@ def train(
     any_labels: Annotated[bool, typer.Option(
         "--any-labels", help="Accept labels outside the built-in taxonomy.")] = False,
     folds: Annotated[int, typer.Option(
-        "--folds", min=0, max=20,
+        "--folds", metavar="N", min=0, max=20,
         help="Cross-validation folds for metrics and thresholds (0: none).")] = 3,
     target_precision: Annotated[float, typer.Option(
-        "--target-precision", min=0.0, max=1.0,
+        "--target-precision", metavar="X", min=0.0, max=1.0,
         help="Per-head threshold keeps at least this precision on held-out folds.")] = 0.9,
     encoder: Annotated[bool, typer.Option(
         "--encoder", help="Add the pretrained all-MiniLM-L6-v2 sentence encoder: more accurate, "
@@ -643,7 +643,7 @@ def evaluate(
         "--llm", help="Also score the hybrid: uncertain tickets escalated as in classify "
         "(needs the backend's key; answers are cached).")] = False,
     threshold: Annotated[float | None, typer.Option(
-        "--llm-threshold", min=0.0, max=1.0,
+        "--llm-threshold", metavar="X", min=0.0, max=1.0,
         help="With --llm: escalation threshold. Default: the model card's.")] = None,
     llm_backend: LLMBackendOpt = DEFAULT_LLM_BACKEND,
     llm_model: LLMModelOpt = None,
@@ -738,7 +738,7 @@ def compare(
     sentiment_column: SentimentColumnOpt = "sentiment",
     encoding: EncodingOpt = "utf-8-sig",
     show: Annotated[int, typer.Option(
-        "--show", min=0, help="Changed tickets listed (all of them are in --json).")] = 10,
+        "--show", metavar="N", min=0, help="Changed tickets listed (all of them are in --json).")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
 ) -> None:
     """Run two models over the same tickets before promoting the new one: agreement, label-mix
