@@ -2,7 +2,7 @@
 
 The only importer of pycld2, imported on first use. Chosen over py3langid and lingua for
 speed and for keeping English short tickets English (figures: bench/RESULTS.md, "Language
-identification"). CLD2 knows 83 languages; a language without an ISO 639-1 code keeps its
+identification"). CLD2 tells some 160 languages apart; one without an ISO 639-1 code keeps its
 ISO 639-2/3 code (`haw`, `ceb`), as BCP 47 does. `UNDETERMINED` ("und", ISO 639-2) means no
 verdict: no letters, or too little text for one (`MIN_TEXT_BYTES`). It is not a language the
 model lacks: a ticket is in an unseen language only when its code is neither "und" nor one of
