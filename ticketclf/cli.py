@@ -71,6 +71,9 @@ IdColumnOpt = Annotated[str | None, typer.Option(
     "--id-column", help="Column with the ticket id. Default: auto-detected.")]
 EncodingOpt = Annotated[str, typer.Option(
     "--encoding", help="Input text encoding (UTF-8 with or without BOM by default).")]
+DelimiterOpt = Annotated[str | None, typer.Option(
+    "--delimiter", help="CSV delimiter, e.g. ';' or '\\t'. Default: Excel's sep= line, else "
+    "sniffed among , ; tab |.")]
 LogFormatOpt = Annotated[LogFormat | None, typer.Option(
     "--log-format", envvar="TICKETCLF_LOG_FORMAT", show_envvar=True, case_sensitive=False,
     help="Default: console on a terminal, json otherwise.")]
@@ -243,6 +246,7 @@ def classify(
     text_column: TextColumnOpt = None,
     id_column: IdColumnOpt = None,
     encoding: EncodingOpt = "utf-8-sig",
+    delimiter: DelimiterOpt = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Rows per batch.")] = 1000,
     max_text_chars: Annotated[int, typer.Option(
         "--max-text-chars", min=1, help="Longer texts are rejected.")] = 20_000,
@@ -293,7 +297,8 @@ def classify(
             inputs=inputs, output=output, rejects=rejects, input_format=input_format,
             output_format=output_format,
             read=ReadOptions(text_column=text_column, id_column=id_column, encoding=encoding,
-                             batch_size=batch_size, max_text_chars=max_text_chars),
+                             batch_size=batch_size, max_text_chars=max_text_chars,
+                             delimiter=delimiter),
             threshold=threshold, workers=workers or _default_workers(),
             shard=shard_spec, max_reject_rate=max_reject_rate, dry_run=dry_run,
         )
@@ -651,6 +656,7 @@ def compare(
     sentiment_column: Annotated[str, typer.Option(
         "--sentiment-column", help="True sentiment labels, when the data has them.")] = "sentiment",
     encoding: EncodingOpt = "utf-8-sig",
+    delimiter: DelimiterOpt = None,
     show: Annotated[int, typer.Option(
         "--show", min=0, help="Changed tickets listed (all of them are in --json).")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
@@ -664,7 +670,7 @@ def compare(
     new, _ = _load(new_model)
     result = compare_models(
         old, new, data, ReadOptions(text_column=text_column, id_column=id_column,
-                                    encoding=encoding),
+                                    encoding=encoding, delimiter=delimiter),
         {"category": category_column, "sentiment": sentiment_column}, input_format)
     if as_json:
         typer.echo(json.dumps(result.as_dict(), indent=2))

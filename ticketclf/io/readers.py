@@ -214,7 +214,7 @@ class TicketReader:
         """Where the bad bytes are: the decoder's input is the tail of what was read."""
         offset = max(0, self._bytes.count - len(exc.object) + exc.start)
         where = f"byte offset {offset:,}"
-        if "\n".encode(self.encoding) == b"\n":  # newlines are countable as bytes
+        if "a\n".encode(self.encoding).endswith(b"a\n"):  # ASCII-compatible: count 0x0a
             line = self._bytes.newlines - exc.object[exc.start:].count(b"\n") + 1
             where = f"line {line:,}, {where}"
         bad = exc.object[exc.start:exc.end]

@@ -371,7 +371,7 @@ class ResultWriter:
                         "header and were left out: %s%s; write JSONL (-o NAME.jsonl) to keep "
                         "every key", len(names), shown, more,
                         extra={"event": "keys_dropped", "keys": names[:100],
-                               "rows": sum(self.dropped.values())})
+                               "cells": sum(self.dropped.values())})
 
 
 class RejectWriter:
