@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TextIO
 
 from .errors import DataError, UsageError
 from .io.readers import Batch, ReadOptions, TicketReader
@@ -295,7 +295,7 @@ def _refuse_same_files(inputs: list[str], output: str, rejects: str) -> None:
     read: dict[tuple[object, ...], str] = {}
     for name in inputs:
         key = _file_key(name, sys.stdin)
-        if key is not None:
+        if key is not None and key[0] == "inode":  # a missing input is exit 66, later
             read.setdefault(key, name)
     out_key = _file_key(output, sys.stdout)
     for flag, name, key in (("-o", output, out_key),
@@ -310,11 +310,11 @@ def _refuse_same_files(inputs: list[str], output: str, rejects: str) -> None:
                          "give the rejects their own path")
 
 
-def _file_key(name: str, std: object) -> tuple[object, ...] | None:
+def _file_key(name: str, std: TextIO) -> tuple[object, ...] | None:
     """Identity of the file behind a path (or `-`: stdin / stdout when redirected to a file);
     None for character devices (/dev/null takes any number of writers) and unknowables."""
     try:
-        st = os.stat(name) if name != STDIN else os.fstat(std.fileno())  # type: ignore[attr-defined]
+        st = os.stat(name) if name != STDIN else os.fstat(std.fileno())
     except FileNotFoundError:
         return ("path", os.path.realpath(name))  # not there yet: its resolved path
     except (OSError, AttributeError, ValueError):  # e.g. stdout captured by a test runner
