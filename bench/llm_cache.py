@@ -56,7 +56,7 @@ def run(src: Path, out: Path, config: LLMConfig | None, workers: int,
     if config is None:
         run_classify(job, model, model_dir, report=report)
     else:
-        with open_escalator(config, report) as escalator:
+        with open_escalator(config, report.llm) as escalator:
             run_classify(job, model, model_dir, escalator=escalator, report=report)
     return time.perf_counter() - started, report
 
@@ -100,11 +100,11 @@ def main() -> None:
         server.stop()
 
     warm_s, local_s = statistics.median(warm_times), statistics.median(local_times)
-    escalated = sum(cold.cache_lookups.values())
+    escalated = sum(cold.llm.cache_lookups.values())
     figures = {
         "rows": args.rows, "escalated": escalated, "cold_requests": cold_requests,
         "cold_s": cold_s, "warm_requests": warm_requests, "warm_s": warm_s, "local_s": local_s,
-        "warm_hits": warm.cache_lookups["hit"], "ratio": local_s / warm_s,
+        "warm_hits": warm.llm.cache_lookups["hit"], "ratio": local_s / warm_s,
     }
     print(_markdown(figures, args) if args.markdown else figures)
     if warm_requests or figures["ratio"] < 0.9:

@@ -63,7 +63,7 @@ def main() -> None:
 
     def accuracy(preds: list[Prediction], head: str, only: list[int] | None = None) -> float:
         idx = only if only is not None else range(len(rows))
-        return sum(getattr(preds[i], head) == rows[i][head] for i in idx) / max(len(idx), 1)
+        return sum(preds[i].label(head) == rows[i][head] for i in idx) / max(len(idx), 1)
 
     escalated = [i for i, by in enumerate(hybrid.decided_by) if by == "llm"]
     figures = {

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ticketclf.schema import RESULT_COLUMNS
+from ticketclf.schema import RESULT_COLUMN_NAMES
 
 from .conftest import SAMPLES, run_cli, ticketclf_cmd, write_csv
 
@@ -36,7 +36,7 @@ def test_csv_output_keeps_input_columns_in_order_then_result_columns(cli, tmp_pa
         header = next(csv.reader(f))
     with open(SAMPLES / "tickets.csv", newline="") as f:
         input_header = next(csv.reader(f))
-    assert header == input_header + list(RESULT_COLUMNS)
+    assert header == input_header + list(RESULT_COLUMN_NAMES)
     rows = read_csv(out)
     with open(SAMPLES / "tickets.csv", newline="") as f:
         inputs = list(csv.DictReader(f))

@@ -52,7 +52,7 @@ def tickets_of(path: Path) -> list[Ticket]:
 
 
 def labels(model: TicketModel, texts: list[str], head: str) -> list[str]:
-    return [getattr(p, head) for p in model.predict(texts)]
+    return [p.label(head) for p in model.predict(texts)]
 
 
 def labelled_csv(tmp_path: Path) -> Path:

@@ -19,7 +19,7 @@ from typing import IO
 
 import pytest
 
-from ticketclf.schema import CATEGORIES, RESULT_COLUMNS, SENTIMENTS
+from ticketclf.schema import CATEGORIES, RESULT_COLUMN_NAMES, SENTIMENTS
 
 from .conftest import ROOT, SAMPLES
 
@@ -117,7 +117,7 @@ def test_hardened_container_classifies_the_samples_and_pushes_metrics_to_the_hos
     with open(out, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         rows = list(reader)
-    assert reader.fieldnames == [*source[0].keys(), *RESULT_COLUMNS]
+    assert reader.fieldnames == [*source[0].keys(), *RESULT_COLUMN_NAMES]
     assert [r["ticket_id"] for r in rows] == [r["ticket_id"] for r in source]
     assert {r["category"] for r in rows} <= set(CATEGORIES)
     assert {r["sentiment"] for r in rows} <= set(SENTIMENTS)

@@ -24,7 +24,7 @@ from ticketclf.errors import OutputError, UsageError
 from ticketclf.io.readers import ColumnMap, ReadOptions, TicketReader, resolve_columns
 from ticketclf.io.sources import open_source
 from ticketclf.io.writers import AtomicFile
-from ticketclf.schema import RESULT_COLUMNS
+from ticketclf.schema import RESULT_COLUMN_NAMES
 
 from .conftest import SHIPPED_MODEL, ticketclf_cmd, write_csv
 from .leakcheck import scan as scan_for_leaks
@@ -287,7 +287,7 @@ def test_category_and_input_category_columns_get_distinct_output_names(cli, tmp_
     assert cli("classify", src, "-o", out, "-q").code == 0
     with open(out, newline="") as f:
         header = next(csv.reader(f))
-    assert header == ["id", "text", "input_category_2", "input_category", *RESULT_COLUMNS]
+    assert header == ["id", "text", "input_category_2", "input_category", *RESULT_COLUMN_NAMES]
     (row,) = read_csv(out)
     assert (row["input_category_2"], row["input_category"]) == ("BILLING", "old label")
 
@@ -529,7 +529,7 @@ def test_trailing_empty_header_cells_and_their_empty_fields_are_dropped(cli, tmp
     r = cli("classify", src, "-o", out, "-q", "--max-reject-rate", "1")
     assert r.code == 0, r
     with open(out, newline="") as f:
-        assert next(csv.reader(f)) == ["id", "text", *RESULT_COLUMNS]
+        assert next(csv.reader(f)) == ["id", "text", *RESULT_COLUMN_NAMES]
     assert [row["id"] for row in read_csv(out)] == ["1", "2"]
     assert [(x["line"], x["reason"]) for x in read_rejects(Path(f"{out}.rejects.jsonl"))] == [
         (4, "wrong_field_count: expected 2, got 4")]

@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 
 from ticketclf.cache import answer_key
-from ticketclf.llm import DEFAULT_MODEL
+from ticketclf.llm.gemini import GeminiBackend
 from ticketclf.llm.prompt import PROMPT_HASH, PROMPT_VERSION
 from ticketclf.llm.redact import redact
 from ticketclf.schema import CATEGORIES, SENTIMENTS
@@ -82,7 +82,8 @@ def gemini_subprocess_env(fake: FakeGemini, cache_dir: Path) -> dict[str, str]:
 
 
 def key_of(redacted_text: str) -> str:
-    return answer_key(PROMPT_VERSION, PROMPT_HASH, DEFAULT_MODEL, redacted_text)
+    return answer_key("gemini", PROMPT_VERSION, PROMPT_HASH, GeminiBackend.default_model,
+                      redacted_text)
 
 
 def asked(requests: list[SeenRequest]) -> set[str]:

@@ -39,7 +39,15 @@ from .fake_gemini import (
 )
 
 FAST_RETRY = RetryPolicy(attempts=3, initial_delay=0.01, max_delay=0.05)
-LOCAL = Prediction("GENERAL", 0.41, "NEUTRAL", 0.38)
+
+
+def labelled(category: str, category_confidence: float, sentiment: str,
+             sentiment_confidence: float) -> Prediction:
+    return Prediction({"category": category, "sentiment": sentiment},
+                      {"category": category_confidence, "sentiment": sentiment_confidence})
+
+
+LOCAL = labelled("GENERAL", 0.41, "NEUTRAL", 0.38)
 
 
 def tickets(*texts: str) -> list[tuple[Ticket, Prediction]]:
@@ -70,12 +78,12 @@ def test_answers_replace_the_local_prediction_and_count_tokens_and_cost(fake_gem
         input_tokens=200, output_tokens=20)
     stats = EscalationStats()
     with escalator(fake_gemini, tmp_path / "cache", stats,
-                   prices=EscalationSettings().prices) as esc:
+                   prices=None) as esc:  # None: the backend's price for the model
         decisions = esc.resolve(tickets("no signal since Monday", "charged twice this month"))
-    assert [(d.prediction.category, d.prediction.sentiment, d.decided_by, d.cached,
-             d.needs_review) for d in decisions] == [
+    assert [(d.prediction.label("category"), d.prediction.label("sentiment"), d.decided_by,
+             d.cached, d.needs_review) for d in decisions] == [
         ("NETWORK", "NEGATIVE", "llm", False, False), ("BILLING", "NEGATIVE", "llm", False, False)]
-    assert decisions[0].prediction.category_confidence == pytest.approx(0.8)
+    assert decisions[0].prediction.confidence("category") == pytest.approx(0.8)
     assert stats.llm_requests == {"ok": 2}
     assert stats.llm_tokens == {"input": 400, "output": 40}
     assert stats.llm_cost_usd == pytest.approx((400 * 0.75 + 40 * 3.75) / 1e6)
@@ -181,7 +189,7 @@ def test_unknown_category_keeps_the_local_category_and_asks_for_review(fake_gemi
     fake_gemini.answer_for = lambda _text: answer_body("UNKNOWN", "POSITIVE", 0.7)
     with escalator(fake_gemini) as esc:
         (decision,) = esc.resolve(tickets("hello?"))
-    assert decision.prediction == Prediction("GENERAL", 0.41, "POSITIVE", 0.7)
+    assert decision.prediction == labelled("GENERAL", 0.41, "POSITIVE", 0.7)
     assert (decision.decided_by, decision.needs_review) == ("llm", True)
 
 
@@ -262,8 +270,8 @@ def test_cache_key_changes_with_the_model(fake_gemini, tmp_path):
     assert fake_gemini.count == 4
     with AnswerCache(tmp_path / "cache") as cache:
         assert cache.stats().by_prompt_and_model == {
-            f"{PROMPT_VERSION}:{PROMPT_HASH}:gemini-test": 2,
-            f"{PROMPT_VERSION}:{PROMPT_HASH}:gemini-other": 2}
+            f"gemini:{PROMPT_VERSION}:{PROMPT_HASH}:gemini-test": 2,
+            f"gemini:{PROMPT_VERSION}:{PROMPT_HASH}:gemini-other": 2}
 
 
 def test_same_text_twice_in_a_batch_is_asked_once(fake_gemini):
@@ -393,12 +401,13 @@ def test_dry_run_estimates_without_calling(fake_gemini, tmp_path):
 
 def test_hybrid_predictions_replace_only_the_uncertain_ones(fake_gemini):
     fake_gemini.answer_for = lambda _text: answer_body("NETWORK", "CRITICAL", 0.95)
-    local = [Prediction("BILLING", 0.99, "NEUTRAL", 0.99), LOCAL,
-             Prediction("PLAN", 0.97, "POSITIVE", 0.2)]
+    local = [labelled("BILLING", 0.99, "NEUTRAL", 0.99), LOCAL,
+             labelled("PLAN", 0.97, "POSITIVE", 0.2)]
     with escalator(fake_gemini) as esc:
-        hybrid = hybrid_predictions(esc, ["a", "b", "c"], local, Thresholds(0.5, 0.5),
+        hybrid = hybrid_predictions(esc, ["a", "b", "c"], local,
+                                    Thresholds({"category": 0.5, "sentiment": 0.5}),
                                     batch_size=2)
-    assert [p.category for p in hybrid.predictions] == ["BILLING", "NETWORK", "NETWORK"]
+    assert [p.label("category") for p in hybrid.predictions] == ["BILLING", "NETWORK", "NETWORK"]
     assert hybrid.decided_by == ["model", "llm", "llm"]
     assert hybrid.escalation_rate == pytest.approx(2 / 3)
     assert fake_gemini.count == 2

@@ -76,9 +76,9 @@ def test_same_data_gives_the_same_model_and_card(small_training_file, tmp_path, 
 def test_loaded_model_predicts_labels_from_the_taxonomy(trained: Path):
     model = load_model(trained)
     (pred,) = model.predict(["I want to cancel my contract and leave, send me the PAC code"])
-    assert pred.category in model.labels("category")
-    assert 0 <= pred.category_confidence <= 1
-    assert pred.sentiment in {"POSITIVE", "NEUTRAL", "NEGATIVE", "CRITICAL"}
+    assert pred.label("category") in model.labels("category")
+    assert 0 <= pred.confidence("category") <= 1
+    assert pred.label("sentiment") in {"POSITIVE", "NEUTRAL", "NEGATIVE", "CRITICAL"}
 
 
 class Payload:

@@ -34,10 +34,12 @@ DEFAULT_SIZE_LIMIT = 1 << 30  # 1 GiB: millions of answers of ~200 bytes
 LOCK_TIMEOUT_SECONDS = 5.0
 
 
-def answer_key(prompt_version: str, prompt_hash: str, model: str, redacted_text: str) -> str:
-    """The cache key: prompt version and hash, LLM model, hash of the redacted text."""
+def answer_key(backend: str, prompt_version: str, prompt_hash: str, model: str,
+               redacted_text: str) -> str:
+    """The cache key: who answers (backend and model), the prompt (version and hash), and a
+    hash of the redacted text."""
     digest = hashlib.sha256(redacted_text.encode("utf-8", "surrogatepass")).hexdigest()
-    return f"{prompt_version}:{prompt_hash}:{model}:{digest}"
+    return f"{backend}:{prompt_version}:{prompt_hash}:{model}:{digest}"
 
 
 @dataclass
@@ -46,7 +48,7 @@ class CacheStats:
     entries: int
     bytes: int
     size_limit: int
-    # entries per "prompt version:hash:model", so stale prompt versions show
+    # entries per "backend:prompt version:hash:model", so stale prompt versions show
     by_prompt_and_model: Counter[str] = field(default_factory=Counter)
 
 
@@ -66,10 +68,6 @@ class AnswerCache:
                 timeout=LOCK_TIMEOUT_SECONDS, eviction_policy="least-recently-stored")
         except Exception as exc:  # noqa: BLE001 - a cache that cannot open is no cache
             self._fail("open", exc)
-
-    @property
-    def usable(self) -> bool:
-        return self._cache is not None
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """The cached values of those keys that have one."""

@@ -1,174 +1,88 @@
-"""The command line: parse, build objects, call the library, render. No business logic."""
+"""The command line: parse, build objects, call the library, render. No business logic.
+
+Start-up matters (`--help`, one-ticket `predict`): this module imports only typer, click and
+the light parts of ticketclf at load time; each command imports what it uses.
+"""
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
 import signal
 import traceback
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextlib import nullcontext as _nullcontext
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
+from typer.core import TyperGroup
+from typer.core import _click as click  # the click that Typer runs on (vendored by Typer)
 
 from . import __version__
-from .cache import AnswerCache
-from .config import default_cache_dir, gemini_base_url, gemini_key_source, model_path, secret
-from .errors import ConfigError, DataError, Interrupted, TicketclfError, UsageError, exit_code_for
-from .io.readers import ReadOptions
-from .io.writers import AtomicFile
-from .llm import (
-    DEFAULT_MODEL,
-    DEFAULT_TIMEOUT_SECONDS,
-    CachedEscalation,
-    DryRunEscalator,
-    EscalationSettings,
-    EscalationStats,
-    LLMConfig,
-    Prices,
-    hybrid_predictions,
-    open_escalator,
-)
-from .llm.cost import DEFAULT_INPUT_PRICE, DEFAULT_OUTPUT_PRICE
+from .config import DEFAULT_JOB, default_cache_dir, model_path
+from .errors import ConfigError, Interrupted, TicketclfError, exit_code_for
 from .logs import LogFormat, LogLevel, setup_logging
-from .metrics import DEFAULT_JOB, Pushgateway, pushed_when_done
-from .model import TicketModel, load_model
-from .model.core import predictions_from_proba
-from .model.explain import explain as explain_label
-from .model.store import resolve_model_dir
-from .pipeline import Thresholds
-from .priority import priority_for
-from .runner import ClassifyJob, RunReport, Shard, run_classify
-from .schema import HEADS
 
-app = typer.Typer(
-    help="Classify telecom support tickets: category, sentiment and priority.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-err = Console(stderr=True, highlight=False)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from .llm import CachedEscalation, DryRunEscalator, EscalationSettings, LLMChoice
+    from .model import TicketModel
+    from .runner import RunReport
+
 log = logging.getLogger("ticketclf.cli")
-F = TypeVar("F", bound=Callable[..., Any])
-
-ModelOpt = Annotated[Path | None, typer.Option(
-    "--model", envvar="TICKETCLF_MODEL", show_envvar=True,
-    help="Model directory (or its card.json). Default: the shipped model.")]
-InputFormatOpt = Annotated[str | None, typer.Option(
-    "--input-format", help="csv or jsonl, when the name does not tell (stdin).")]
-TextColumnOpt = Annotated[str | None, typer.Option(
-    "--text-column", help="Column with the ticket text. Default: auto-detected.")]
-IdColumnOpt = Annotated[str | None, typer.Option(
-    "--id-column", help="Column with the ticket id. Default: auto-detected.")]
-EncodingOpt = Annotated[str, typer.Option(
-    "--encoding", help="Input text encoding (UTF-8 with or without BOM by default).")]
-DelimiterOpt = Annotated[str | None, typer.Option(
-    "--delimiter", help="CSV delimiter, e.g. ';' or '\\t'. Default: Excel's sep= line, else "
-    "sniffed among , ; tab |.")]
-LogFormatOpt = Annotated[LogFormat | None, typer.Option(
-    "--log-format", envvar="TICKETCLF_LOG_FORMAT", show_envvar=True, case_sensitive=False,
-    help="Default: console on a terminal, json otherwise.")]
-LogLevelOpt = Annotated[LogLevel | None, typer.Option(
-    "--log-level", envvar="TICKETCLF_LOG_LEVEL", show_envvar=True, case_sensitive=False,
-    help="Default: INFO.")]
-PushgatewayOpt = Annotated[str | None, typer.Option(
-    "--pushgateway", envvar="TICKETCLF_PUSHGATEWAY_URL", show_envvar=True,
-    help="Prometheus Pushgateway URL for run metrics (auth: TICKETCLF_PUSHGATEWAY_TOKEN, or "
-    "TICKETCLF_PUSHGATEWAY_USERNAME and _PASSWORD, each also as _FILE). Default: no push.")]
-# The LLM escalation options, shared by `classify` and `evaluate`; `llm_config` reads them.
-LLMOpt = Annotated[bool | None, typer.Option(
-    "--llm/--no-llm", show_default=False,
-    help="Send uncertain tickets (redacted) to Gemini. Default: on exactly when a key is "
-    "configured (GEMINI_API_KEY or GEMINI_API_KEY_FILE).")]
-LLMModelOpt = Annotated[str, typer.Option(
-    "--llm-model", envvar="TICKETCLF_LLM_MODEL", show_envvar=True, help="Gemini model.")]
-MaxLLMCallsOpt = Annotated[int | None, typer.Option(
-    "--max-llm-calls", min=0, help="At most this many Gemini requests per run, retries "
-    "included; tickets beyond it keep the local prediction. Default: no limit.")]
-LLMConcurrencyOpt = Annotated[int, typer.Option(
-    "--llm-concurrency", min=1, max=64, help="Gemini requests in flight at once.")]
-LLMRpmOpt = Annotated[float | None, typer.Option(
-    "--llm-rpm", min=0.1, help="At most this many Gemini requests a minute. Default: no limit.")]
-LLMTimeoutOpt = Annotated[float, typer.Option(
-    "--llm-timeout", min=0.1, help="Seconds before a Gemini request times out (and is retried).")]
-CacheDirOpt = Annotated[Path | None, typer.Option(
-    "--cache-dir", envvar="TICKETCLF_CACHE_DIR", show_envvar=True,
-    help="LLM answer cache directory. Default: $XDG_CACHE_HOME/ticketclf or ~/.cache/ticketclf.")]
-NoCacheOpt = Annotated[bool, typer.Option(
-    "--no-cache", help="Neither read nor write the LLM answer cache.")]
-InputPriceOpt = Annotated[float, typer.Option(
-    "--llm-input-price", min=0.0, help="USD per million input tokens, for the cost estimate "
-    "(default: the default model's price).")]
-OutputPriceOpt = Annotated[float, typer.Option(
-    "--llm-output-price", min=0.0, help="USD per million output tokens, thinking included, for "
-    "the cost estimate (default: the default model's price).")]
-DryRunOpt = Annotated[bool, typer.Option(
-    "--dry-run", help="Report how many tickets would go to Gemini, with estimated tokens and "
-    "cost; call nothing, write nothing.")]
 
 
-class _State:
-    debug = False
+@dataclass
+class GlobalOptions:
+    """The options given before the command, kept on the click context."""
+
+    debug: bool = False
     log_format: LogFormat | None = None
     log_level: LogLevel | None = None
 
 
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"ticketclf {__version__}")
-        raise typer.Exit()
+class ErrorBoundary(TyperGroup):
+    """The one place errors become exit codes: every command runs inside `invoke`, so no
+    command can forget it. Library errors print one line (and a hint); anything else is a bug
+    (exit 1) with the traceback under --debug; SIGTERM/SIGINT become Interrupted, so atomic
+    writers discard their temporaries."""
 
-
-@app.callback()
-def main(
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Print the version and exit.")] = False,
-    log_format: LogFormatOpt = None,
-    log_level: LogLevelOpt = None,
-) -> None:
-    _State.debug = debug
-    _State.log_format, _State.log_level = log_format, log_level
-    setup_logging(log_format, log_level)
-
-
-def handles_errors(command: F) -> F:
-    """Turn library errors into a one-line message and the documented exit code."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             with _signals_raise():
-                return command(*args, **kwargs)
-        except (typer.Exit, typer.Abort):
+                return super().invoke(ctx)
+        except click.exceptions.NoSuchOption as exc:
+            if exc.ctx is None or exc.ctx.command.name != "predict":
+                raise
+            raise click.exceptions.NoSuchOption(
+                exc.option_name, f"{exc.message} (a ticket text that starts with '-' goes "
+                "after --: ticketclf predict -- '-text')", ctx=exc.ctx) from None
+        except (typer.Exit, typer.Abort, click.ClickException):
             raise
         except BaseException as exc:  # noqa: BLE001 - this is the one place errors are mapped
-            code = exit_code_for(exc)
-            if isinstance(exc, TicketclfError):
-                err.print(f"[red]error:[/red] {exc.message}", soft_wrap=True)
-                if exc.hint:
-                    err.print(f"  hint: {exc.hint}", soft_wrap=True)
-            elif isinstance(exc, (Interrupted, KeyboardInterrupt)):
-                err.print("interrupted: no output written; LLM answers so far are cached")
-            else:
-                err.print(f"[red]internal error:[/red] {type(exc).__name__}: {exc}",
-                          soft_wrap=True)
-                if not _State.debug:
-                    err.print("  hint: rerun with --debug for the traceback and report it")
-            if _State.debug:
-                err.print(traceback.format_exc(), markup=False, highlight=False)
-            raise typer.Exit(int(code)) from None
+            debug = isinstance(ctx.obj, GlobalOptions) and ctx.obj.debug
+            _report_error(exc, debug)
+            raise typer.Exit(int(exit_code_for(exc))) from None
 
-    return wrapper  # type: ignore[return-value]
+
+def _report_error(exc: BaseException, debug: bool) -> None:
+    err = _console(stderr=True)
+    if isinstance(exc, TicketclfError):
+        err.print(f"[red]error:[/red] {exc.message}", soft_wrap=True)
+        if exc.hint:
+            err.print(f"  hint: {exc.hint}", soft_wrap=True)
+    elif isinstance(exc, (Interrupted, KeyboardInterrupt)):
+        err.print("interrupted: no output written; LLM answers so far are cached")
+    else:
+        err.print(f"[red]internal error:[/red] {type(exc).__name__}: {exc}", soft_wrap=True)
+        if not debug:
+            err.print("  hint: rerun with --debug for the traceback and report it")
+    if debug:
+        err.print(traceback.format_exc(), markup=False, highlight=False)
 
 
 @contextmanager
@@ -191,65 +105,184 @@ def _signals_raise() -> Iterator[None]:
             signal.signal(s, h)
 
 
+app = typer.Typer(
+    cls=ErrorBoundary,
+    help="Classify telecom support tickets: category, sentiment and priority.",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    # Plain click help: rich's panels cut defaults and variable names with "…" at 80 columns.
+    rich_markup_mode=None,
+    context_settings={"max_content_width": 100},
+)
+
+
+def _console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def _echo_err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+ModelOpt = Annotated[Path | None, typer.Option(
+    "--model", envvar="TICKETCLF_MODEL", show_envvar=True, metavar="PATH",
+    help="Model directory (or its card.json). Default: the shipped model.")]
+InputsArg = Annotated[list[str], typer.Argument(
+    help="Input files (.csv, .jsonl, .ndjson, optionally .gz) or - for stdin.",
+    show_default=False, metavar="INPUT...")]
+InputFormatOpt = Annotated[str | None, typer.Option(
+    "--input-format", metavar="csv|jsonl", help="Input format, when the name does not tell "
+    "(stdin).")]
+TextColumnOpt = Annotated[str | None, typer.Option(
+    "--text-column", metavar="NAME", help="Column with the ticket text. Default: auto-detected.")]
+IdColumnOpt = Annotated[str | None, typer.Option(
+    "--id-column", metavar="NAME", help="Column with the ticket id. Default: auto-detected.")]
+EncodingOpt = Annotated[str, typer.Option(
+    "--encoding", metavar="NAME",
+    help="Input text encoding (UTF-8 with or without BOM by default).")]
+DelimiterOpt = Annotated[str | None, typer.Option(
+    "--delimiter", metavar="CHAR", help="CSV delimiter, e.g. ';' or '\\t'. Default: Excel's "
+    "sep= line, else sniffed among , ; tab |.")]
+CategoryColumnOpt = Annotated[str, typer.Option(
+    "--category-column", metavar="NAME", help="Column with the true category labels.")]
+SentimentColumnOpt = Annotated[str, typer.Option(
+    "--sentiment-column", metavar="NAME", help="Column with the true sentiment labels.")]
+LogFormatOpt = Annotated[LogFormat | None, typer.Option(
+    "--log-format", envvar="TICKETCLF_LOG_FORMAT", show_envvar=True, case_sensitive=False,
+    help="Default: console on a terminal, json otherwise.")]
+LogLevelOpt = Annotated[LogLevel | None, typer.Option(
+    "--log-level", envvar="TICKETCLF_LOG_LEVEL", show_envvar=True, case_sensitive=False,
+    help="Default: INFO.")]
+PushgatewayOpt = Annotated[str | None, typer.Option(
+    "--pushgateway", envvar="TICKETCLF_PUSHGATEWAY_URL", show_envvar=True, metavar="URL",
+    help="Prometheus Pushgateway URL for run metrics (auth: TICKETCLF_PUSHGATEWAY_TOKEN, or "
+    "TICKETCLF_PUSHGATEWAY_USERNAME and _PASSWORD, each also as _FILE). Default: no push.")]
+# The LLM escalation options, shared by `classify` and `evaluate`; `_llm_choice` reads them.
+LLMOpt = Annotated[bool | None, typer.Option(
+    "--llm/--no-llm", show_default=False,
+    help="Send uncertain tickets (redacted) to the LLM backend. Default: on exactly when the "
+    "backend's key is configured (e.g. GEMINI_API_KEY or GEMINI_API_KEY_FILE).")]
+LLMBackendOpt = Annotated[str, typer.Option(
+    "--llm-backend", envvar="TICKETCLF_LLM_BACKEND", show_envvar=True, metavar="NAME",
+    help="Which LLM service answers uncertain tickets.")]
+LLMModelOpt = Annotated[str | None, typer.Option(
+    "--llm-model", envvar="TICKETCLF_LLM_MODEL", show_envvar=True, metavar="NAME",
+    help="The backend's model. Default: the backend's default model.")]
+MaxLLMCallsOpt = Annotated[int | None, typer.Option(
+    "--max-llm-calls", min=0, help="At most this many LLM requests per run, retries "
+    "included; tickets beyond it keep the local prediction. Default: no limit.")]
+LLMConcurrencyOpt = Annotated[int, typer.Option(
+    "--llm-concurrency", min=1, max=64, help="LLM requests in flight at once.")]
+LLMRpmOpt = Annotated[float | None, typer.Option(
+    "--llm-rpm", min=0.1, help="At most this many LLM requests a minute. Default: no limit.")]
+LLMTimeoutOpt = Annotated[float, typer.Option(
+    "--llm-timeout", min=0.1, max=600.0,
+    help="Seconds before an LLM request times out (and is retried).")]
+CacheDirOpt = Annotated[Path | None, typer.Option(
+    "--cache-dir", envvar="TICKETCLF_CACHE_DIR", show_envvar=True, metavar="DIR",
+    help="LLM answer cache directory. Default: $XDG_CACHE_HOME/ticketclf or ~/.cache/ticketclf.")]
+NoCacheOpt = Annotated[bool, typer.Option(
+    "--no-cache", help="Neither read nor write the LLM answer cache.")]
+InputPriceOpt = Annotated[float | None, typer.Option(
+    "--llm-input-price", min=0.0, help="USD per million input tokens, for the cost estimate. "
+    "Default: the backend's price for the model.")]
+OutputPriceOpt = Annotated[float | None, typer.Option(
+    "--llm-output-price", min=0.0, help="USD per million output tokens, thinking included, for "
+    "the cost estimate. Default: the backend's price for the model.")]
+DryRunOpt = Annotated[bool, typer.Option(
+    "--dry-run", help="Report how many tickets would go to the LLM, with estimated tokens and "
+    "cost; call nothing, write nothing.")]
+
+DEFAULT_LLM_BACKEND = "gemini"  # registry.DEFAULT_BACKEND, without importing the LLM package
+DEFAULT_LLM_TIMEOUT = 30.0
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ticketclf {__version__}")
+        raise typer.Exit()
+
+
+@app.callback(invoke_without_command=True)
+def main(
+    ctx: typer.Context,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+    log_format: LogFormatOpt = None,
+    log_level: LogLevelOpt = None,
+) -> None:
+    ctx.obj = GlobalOptions(debug, log_format, log_level)
+    if ctx.invoked_subcommand is None:  # no command: the help, and a usage error
+        typer.echo(ctx.get_help(), err=True)
+        raise typer.Exit(2)
+    setup_logging(log_format, log_level)
+
+
+def _global(ctx: typer.Context) -> GlobalOptions:
+    obj = ctx.find_root().obj
+    return obj if isinstance(obj, GlobalOptions) else GlobalOptions()
+
+
 def _load(model: Path | None) -> tuple[TicketModel, Path]:
+    from .model import load_model
+    from .model.store import resolve_model_dir
+
     path = resolve_model_dir(model_path(model))
     return load_model(path), path
 
 
-def _default_workers() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+def _read_options(**options: Any) -> Any:
+    from .io.readers import ReadOptions
+
+    return ReadOptions(**options)
 
 
-def llm_config(llm: bool | None, model: str, max_calls: int | None, concurrency: int,
-               rpm: float | None, timeout: float, cache_dir: Path | None, no_cache: bool,
-               input_price: float, output_price: float, dry_run: bool = False) -> LLMConfig | None:
-    """The LLM step's settings from the command line, or None when it is off."""
-    if llm is False:
-        if dry_run:
-            raise UsageError("--dry-run estimates the LLM step, which --no-llm turns off",
-                             "drop one of the two")
-        return None  # without reading the key: a broken key file must not stop --no-llm
-    key = secret("GEMINI_API_KEY")
-    if not (llm or key or dry_run):
-        return None
-    return LLMConfig(
-        api_key=key, model=model, base_url=gemini_base_url(), timeout_seconds=timeout,
-        cache_dir=None if no_cache else cache_dir or default_cache_dir(),
-        settings=EscalationSettings(concurrency=concurrency, requests_per_minute=rpm,
-                                    max_calls=max_calls, prices=Prices(input_price, output_price)))
+def _llm_choice(enabled: bool | None, backend: str, model: str | None, timeout: float,
+                cache_dir: Path | None, no_cache: bool, settings: EscalationSettings,
+                dry_run: bool = False) -> LLMChoice:
+    from .llm import LLMChoice
+
+    return LLMChoice(enabled=enabled, backend=backend, model=model, timeout_seconds=timeout,
+                     cache_dir=cache_dir, use_cache=not no_cache, settings=settings,
+                     dry_run=dry_run)
 
 
-@contextmanager
-def _escalation(config: LLMConfig | None, report: RunReport,
-                dry_run: bool) -> Iterator[CachedEscalation | None]:
-    if config is None:
-        yield None
-        return
-    with open_escalator(config, report, dry_run=dry_run) as escalator:
-        yield escalator
+def _llm_settings(max_calls: int | None, concurrency: int, rpm: float | None,
+                  input_price: float | None = None,
+                  output_price: float | None = None) -> EscalationSettings:
+    from .llm import EscalationSettings, Prices
+
+    prices = None if input_price is None and output_price is None else Prices(
+        input_price or 0.0, output_price or 0.0)
+    return EscalationSettings(concurrency=concurrency, requests_per_minute=rpm,
+                              max_calls=max_calls, prices=prices)
 
 
 @app.command()
-@handles_errors
 def classify(
-    inputs: Annotated[list[str], typer.Argument(
-        help="Input files (.csv, .jsonl, .ndjson, optionally .gz) or - for stdin.",
-        show_default=False)],
+    ctx: typer.Context,
+    inputs: InputsArg,
     output: Annotated[str | None, typer.Option(
-        "-o", "--output", help="Output .csv or .jsonl (.gz allowed), or - for stdout. "
-        "Default: <first input>.classified.<ext>.")] = None,
+        "-o", "--output", metavar="PATH", help="Output .csv or .jsonl (.gz allowed), or - for "
+        "stdout. Default: <first input>.classified.<ext>.")] = None,
     rejects: Annotated[str | None, typer.Option(
-        "--rejects", help="Rejects file (JSONL). Default: <output>.rejects.jsonl.")] = None,
+        "--rejects", metavar="PATH",
+        help="Rejects file (JSONL). Default: <output>.rejects.jsonl.")] = None,
     input_format: InputFormatOpt = None,
     output_format: Annotated[str | None, typer.Option(
-        "--output-format", help="csv or jsonl, overriding the output name.")] = None,
+        "--output-format", metavar="csv|jsonl", help="Output format, overriding the output "
+        "name.")] = None,
     text_column: TextColumnOpt = None,
     id_column: IdColumnOpt = None,
     encoding: EncodingOpt = "utf-8-sig",
     delimiter: DelimiterOpt = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Rows per batch.")] = 1000,
+    batch_size: Annotated[int, typer.Option(
+        "--batch-size", min=1, max=100_000, help="Rows per batch.")] = 1000,
     max_text_chars: Annotated[int, typer.Option(
-        "--max-text-chars", min=1, help="Longer texts are rejected.")] = 20_000,
+        "--max-text-chars", min=1, max=1_000_000, help="Longer texts are rejected.")] = 20_000,
     workers: Annotated[int | None, typer.Option(
         "--workers", min=1, help="Model worker processes. Default: the CPU count.")] = None,
     threshold: Annotated[float | None, typer.Option(
@@ -257,7 +290,8 @@ def classify(
         help="Confidence below which a ticket is uncertain (escalated, or flagged "
         "needs_review). Default: the model card's per-head thresholds.")] = None,
     shard: Annotated[str | None, typer.Option(
-        "--shard", help="I/N: classify only shard I (0-based) of N, by a hash of the id.")] = None,
+        "--shard", metavar="I/N",
+        help="Classify only shard I (0-based) of N, by a hash of the id.")] = None,
     max_reject_rate: Annotated[float, typer.Option(
         "--max-reject-rate", min=0.0, max=1.0,
         help="Exit 65 when more than this fraction of rows is rejected.")] = 0.05,
@@ -268,45 +302,53 @@ def classify(
     log_level: LogLevelOpt = None,
     pushgateway: PushgatewayOpt = None,
     job_name: Annotated[str, typer.Option(
-        "--job-name", envvar="TICKETCLF_JOB_NAME", show_envvar=True,
+        "--job-name", envvar="TICKETCLF_JOB_NAME", show_envvar=True, metavar="NAME",
         help="The `job` label of the pushed metrics.")] = DEFAULT_JOB,
     llm: LLMOpt = None,
-    llm_model: LLMModelOpt = DEFAULT_MODEL,
+    llm_backend: LLMBackendOpt = DEFAULT_LLM_BACKEND,
+    llm_model: LLMModelOpt = None,
     max_llm_calls: MaxLLMCallsOpt = None,
     llm_concurrency: LLMConcurrencyOpt = 4,
     llm_rpm: LLMRpmOpt = None,
-    llm_timeout: LLMTimeoutOpt = DEFAULT_TIMEOUT_SECONDS,
+    llm_timeout: LLMTimeoutOpt = DEFAULT_LLM_TIMEOUT,
     cache_dir: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
-    llm_input_price: InputPriceOpt = DEFAULT_INPUT_PRICE,
-    llm_output_price: OutputPriceOpt = DEFAULT_OUTPUT_PRICE,
+    llm_input_price: InputPriceOpt = None,
+    llm_output_price: OutputPriceOpt = None,
     dry_run: DryRunOpt = False,
 ) -> None:
     """Classify tickets from CSV/JSONL files into an output file, atomically. Tickets the
-    model is unsure of go, redacted, to Gemini when a key is configured (see --llm)."""
+    model is unsure of go, redacted, to the LLM when its key is configured (see --llm)."""
+    from .llm import DryRunEscalator, llm_config
+    from .metrics import Pushgateway, pushed_when_done
+    from .runner import ClassifyJob, RunReport, Shard, run_classify
+
+    options = _global(ctx)
     report = RunReport()
-    setup_logging(log_format or _State.log_format, log_level or _State.log_level,
+    setup_logging(log_format or options.log_format, log_level or options.log_level,
                   run_id=report.run_id)
     shard_spec = Shard.parse(shard) if shard else None
     # A dry run is an estimate, not a run of the job: it must not move the job's metrics.
     gateway = Pushgateway(pushgateway, job_name, shard_spec) if pushgateway and not dry_run \
         else None
+    escalator: CachedEscalation | None = None
     with pushed_when_done(gateway, report):  # success, failure and SIGTERM alike
         ticket_model, model_dir = _load(model)
         job = ClassifyJob(
             inputs=inputs, output=output, rejects=rejects, input_format=input_format,
             output_format=output_format,
-            read=ReadOptions(text_column=text_column, id_column=id_column, encoding=encoding,
-                             batch_size=batch_size, max_text_chars=max_text_chars,
-                             delimiter=delimiter),
+            read=_read_options(text_column=text_column, id_column=id_column, encoding=encoding,
+                               batch_size=batch_size, max_text_chars=max_text_chars,
+                               delimiter=delimiter),
             threshold=threshold, workers=workers or _default_workers(),
             shard=shard_spec, max_reject_rate=max_reject_rate, dry_run=dry_run,
         )
-        config = llm_config(llm, llm_model, max_llm_calls, llm_concurrency, llm_rpm,
-                            llm_timeout, cache_dir, no_cache, llm_input_price, llm_output_price,
-                            dry_run)
-        show_progress = not quiet and err.is_terminal
-        with _escalation(config, report, dry_run) as escalator, \
+        config = llm_config(_llm_choice(
+            llm, llm_backend, llm_model, llm_timeout, cache_dir, no_cache,
+            _llm_settings(max_llm_calls, llm_concurrency, llm_rpm, llm_input_price,
+                          llm_output_price), dry_run))
+        show_progress = not quiet and _console(stderr=True).is_terminal
+        with _escalation(config, report.llm, dry_run) as escalator, \
                 _progress(show_progress) as on_progress:
             run_classify(job, ticket_model, model_dir, escalator=escalator,
                          on_progress=on_progress, report=report)
@@ -316,13 +358,31 @@ def classify(
         _print_summary(report)
 
 
+def _default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@contextmanager
+def _escalation(config: Any, counters: Any, dry_run: bool) -> Iterator[CachedEscalation | None]:
+    if config is None:
+        yield None
+        return
+    from .llm import open_escalator
+
+    with open_escalator(config, counters, dry_run=dry_run) as escalator:
+        yield escalator
+
+
 @contextmanager
 def _progress(enabled: bool) -> Iterator[Callable[[int, int | None], None] | None]:
     if not enabled:
         yield None
         return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
     with Progress(TextColumn("classifying"), BarColumn(), DownloadColumn(),
-                  TimeRemainingColumn(), console=err, transient=True) as progress:
+                  TimeRemainingColumn(), console=_console(stderr=True),
+                  transient=True) as progress:
         task = progress.add_task("classify", total=None)
 
         def update(done: int, total: int | None) -> None:
@@ -332,32 +392,36 @@ def _progress(enabled: bool) -> Iterator[Callable[[int, int | None], None] | Non
 
 
 def _print_summary(report: RunReport) -> None:
+    from rich.table import Table
+
     table = Table(title="ticketclf run", show_header=False, title_justify="left")
     table.add_row("rows in", f"{report.rows_in:,}")
     table.add_row("classified", f"{report.classified:,}")
     table.add_row("rejected", f"{report.rejected:,} ({report.reject_rate:.1%})")
     table.add_row("needs review", f"{report.needs_review:,}")
     table.add_row("decided by", _mix(report.decided_by))
-    if report.cache_lookups or report.llm_requests:
-        table.add_row("LLM cache", _mix(report.cache_lookups))
-        table.add_row("LLM requests", _mix(report.llm_requests))
-        table.add_row("LLM tokens", f"{report.llm_tokens['input']:,} input, "
-                      f"{report.llm_tokens['output']:,} output, ~${report.llm_cost_usd:.4f}")
+    llm = report.llm
+    if llm.cache_lookups or llm.llm_requests:
+        table.add_row("LLM cache", _mix(llm.cache_lookups))
+        table.add_row("LLM requests", _mix(llm.llm_requests))
+        table.add_row("LLM tokens", f"{llm.llm_tokens['input']:,} input, "
+                      f"{llm.llm_tokens['output']:,} output, ~${llm.llm_cost_usd:.4f}")
     table.add_row("categories", _mix(report.categories))
     table.add_row("sentiments", _mix(report.sentiments))
     table.add_row("priorities", _mix(report.priorities))
     table.add_row("speed", f"{report.rows_per_second:,.0f} rows/s in {report.seconds:.2f} s")
     table.add_row("output", report.output)
     table.add_row("rejects", report.rejects_path)
-    err.print(table)
+    _console(stderr=True).print(table)
 
 
 def _print_dry_run(report: RunReport, escalator: DryRunEscalator) -> None:
     estimate = escalator.estimate
     over = f", {estimate.over_budget:,} over --max-llm-calls" if estimate.over_budget else ""
     typer.echo(f"dry run: {escalator.escalated:,} of {report.classified:,} tickets are uncertain;"
-               f" {report.cache_lookups['hit']:,} answered from the cache, {estimate.tickets:,} "
-               f"would be sent to {escalator.model}{over}")
+               f" {report.llm.cache_lookups['hit']:,} answered from the cache, "
+               f"{estimate.tickets:,} would be sent to {escalator.backend_name} "
+               f"{escalator.model}{over}")
     typer.echo(f"estimated tokens: {estimate.usage.input_tokens:,} input, "
                f"{estimate.usage.output_tokens:,} output; estimated cost: "
                f"${estimate.cost_usd:.4f}")
@@ -369,71 +433,85 @@ def _mix(counts: dict[str, int]) -> str:
 
 
 @app.command()
-@handles_errors
 def predict(
-    text: Annotated[str, typer.Argument(help="The ticket text.")],
+    text: Annotated[str, typer.Argument(
+        help="The ticket text (after --, when it starts with '-').", metavar="TEXT")],
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-    top: Annotated[int, typer.Option("--top", min=1, help="Labels shown per head.")] = 3,
+    top: Annotated[int, typer.Option("--top", min=1, max=100,
+                                     help="Labels shown per head.")] = 3,
     explain: Annotated[bool, typer.Option(
         "--explain", help="Show the words and letter patterns that drove each head.")] = False,
+    threshold: Annotated[float | None, typer.Option(
+        "--llm-threshold", min=0.0, max=1.0, help="Confidence below which the ticket is "
+        "uncertain. Default: the model card's per-head thresholds.")] = None,
     model: ModelOpt = None,
 ) -> None:
-    """Classify one text and show the top labels with their confidences (and why)."""
+    """Classify one text: the top labels with their confidences, the priority, whether a run
+    would escalate it (or flag it for review), and with --explain why."""
+    from .model.explain import answer
+
     ticket_model, _ = _load(model)
-    proba = ticket_model.predict_proba([text])
-    heads: dict[str, list[dict[str, Any]]] = {}
-    for head in HEADS:
-        if head not in proba:
-            continue
-        labels = ticket_model.labels(head)
-        scored = sorted(zip(labels, proba[head][0].tolist(), strict=True),
-                        key=lambda lp: -lp[1])[:top]
-        heads[head] = [{"label": lab, "confidence": round(p, 4)} for lab, p in scored]
-    best = {h: v[0]["label"] for h, v in heads.items()}
-    priority = priority_for(best.get("category", ""), best.get("sentiment", ""), text)
-    reasons = {h: explain_label(ticket_model, text, h, label) for h, label in best.items()} \
-        if explain else {}
+    result = answer(ticket_model, text, top=top, with_reasons=explain, threshold=threshold)
     if as_json:
-        payload: dict[str, Any] = {"heads": heads, "priority": priority,
-                                   "model_version": ticket_model.version}
+        payload: dict[str, Any] = {
+            "heads": {h: [{"label": lab, "confidence": round(p, 4)} for lab, p in ranked]
+                      for h, ranked in result.ranked.items()},
+            "priority": result.priority, "uncertain": result.uncertain,
+            "uncertain_heads": sorted(result.uncertain_heads),
+            "model_version": result.model_version}
         if explain:
             payload["explanation"] = {h: [{"feature": c.feature, "weight": round(c.weight, 4)}
-                                          for c in cs] for h, cs in reasons.items()}
+                                          for c in cs] for h, cs in result.reasons.items()}
         typer.echo(json.dumps(payload))
         return
-    out = Console(highlight=False)
-    for head, ranked in heads.items():
+    from rich.table import Table
+
+    out = _console()
+    for head, ranked in result.ranked.items():
         table = Table(title=head, title_justify="left")
         table.add_column("label")
         table.add_column("confidence", justify="right")
-        for row in ranked:
-            table.add_row(row["label"], f"{row['confidence']:.3f}")
+        for label, confidence in ranked:
+            table.add_row(label, f"{confidence:.3f}")
         out.print(table)
-        if head in reasons:
-            why = ", ".join(f"{c.feature} (+{c.weight:.2f})" for c in reasons[head]) or "-"
-            out.print(f"  {best[head]} because of: {why}", soft_wrap=True)
-    out.print(f"priority: {priority}")
+        if head in result.reasons:
+            why = ", ".join(f"{c.feature} (+{c.weight:.2f})" for c in result.reasons[head]) or "-"
+            out.print(f"  {ranked[0][0]} because of: {why}", soft_wrap=True)
+    out.print(f"priority: {result.priority}")
+    if result.uncertain:
+        below = ", ".join(f"{h} {c:.2f} < {t:.2f}" for h, (c, t) in result.uncertain_heads.items())
+        out.print(f"uncertain ({below}): a run escalates it to the LLM when that is on, and "
+                  "flags it needs_review otherwise")
+    else:
+        out.print("confident: a run keeps the model's answer")
 
 
 @app.command()
-@handles_errors
-def doctor(model: ModelOpt = None, pushgateway: PushgatewayOpt = None,
-           llm_model: LLMModelOpt = DEFAULT_MODEL, cache_dir: CacheDirOpt = None) -> None:
+def doctor(
+    model: ModelOpt = None,
+    pushgateway: PushgatewayOpt = None,
+    llm_backend: LLMBackendOpt = DEFAULT_LLM_BACKEND,
+    llm_model: LLMModelOpt = None,
+    cache_dir: CacheDirOpt = None,
+) -> None:
     """Check that the model loads and matches its card, that the Pushgateway (when
-    configured) answers, whether a Gemini key is configured (never printed) and that the LLM
-    answer cache is usable. Exit 0 when healthy, 78 otherwise."""
-    path = resolve_model_dir(model_path(model))
-    ticket_model = load_model(path)
+    configured) answers, whether the LLM backend's key is configured (never printed) and that
+    the LLM answer cache is usable. Exit 0 when healthy, 78 otherwise."""
+    from .llm import key_status
+
+    ticket_model, path = _load(model)
     typer.echo(f"model ok: {path} (version {ticket_model.version}, "
                f"heads: {', '.join(ticket_model.heads)})")
     pushgateway_problem = _check_pushgateway(pushgateway)
-    if secret("GEMINI_API_KEY"):
-        endpoint = gemini_base_url()
-        typer.echo(f"gemini key: configured ({gemini_key_source()}); uncertain tickets go to "
+    backend, key_source = key_status(llm_backend)
+    llm_model = llm_model or backend.default_model
+    endpoint = os.environ.get(backend.base_url_variable)
+    if key_source:
+        typer.echo(f"{backend.name} key: configured ({key_source}); uncertain tickets go to "
                    f"{llm_model}" + (f" at {endpoint}" if endpoint else ""))
     else:
-        typer.echo("gemini key: not configured (GEMINI_API_KEY or GEMINI_API_KEY_FILE); "
-                   "LLM escalation is off")
+        typer.echo(f"{backend.name} key: not configured ({backend.key_variable} or "
+                   f"{backend.key_variable}_FILE); LLM escalation is off")
     _echo_cache_stats(cache_dir or default_cache_dir(), by_prompt=False)
     if pushgateway_problem:  # after the other checks, so one doctor run reports them all
         raise ConfigError(pushgateway_problem,
@@ -445,6 +523,8 @@ def _check_pushgateway(url: str | None) -> str | None:
     if not url:
         typer.echo("pushgateway: not configured (run metrics are not pushed)")
         return None
+    from .metrics import Pushgateway
+
     gateway = Pushgateway(url)
     problem = gateway.problem()
     if problem is None:
@@ -453,21 +533,23 @@ def _check_pushgateway(url: str | None) -> str | None:
     return f"pushgateway {gateway.safe_url} unreachable: {problem}"
 
 
-cache_app = typer.Typer(help="Inspect or empty the LLM answer cache.", no_args_is_help=True)
+cache_app = typer.Typer(help="Inspect or empty the LLM answer cache.", no_args_is_help=True,
+                        rich_markup_mode=None)
 app.add_typer(cache_app, name="cache")
 
 
 @cache_app.command("stats")
-@handles_errors
 def cache_stats(cache_dir: CacheDirOpt = None) -> None:
-    """Answers cached, size on disk and limit, and answers per prompt version and model."""
+    """Answers cached, size on disk and limit, and answers per backend, prompt version and
+    model."""
     _echo_cache_stats(cache_dir or default_cache_dir(), by_prompt=True)
 
 
 @cache_app.command("clear")
-@handles_errors
 def cache_clear(cache_dir: CacheDirOpt = None) -> None:
     """Delete every cached LLM answer (the next runs pay for them again)."""
+    from .cache import AnswerCache
+
     directory = cache_dir or default_cache_dir()
     with AnswerCache(directory) as cache:
         removed = cache.clear()
@@ -475,6 +557,8 @@ def cache_clear(cache_dir: CacheDirOpt = None) -> None:
 
 
 def _echo_cache_stats(directory: Path, by_prompt: bool) -> None:
+    from .cache import AnswerCache
+
     with AnswerCache(directory) as cache:
         stats = cache.stats()  # ConfigError when the cache cannot be used
     typer.echo(f"cache ok: {directory} ({stats.entries:,} answers, "
@@ -485,17 +569,22 @@ def _echo_cache_stats(directory: Path, by_prompt: bool) -> None:
 
 
 @app.command()
-@handles_errors
 def train(
-    data: Annotated[list[Path], typer.Argument(help="Labelled CSV/JSONL files.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Model directory to write.")],
-    text_column: Annotated[str, typer.Option("--text-column")] = "text",
-    category_column: Annotated[str, typer.Option("--category-column")] = "category",
-    sentiment_column: Annotated[str, typer.Option("--sentiment-column")] = "sentiment",
+    data: Annotated[list[str], typer.Argument(
+        help="Labelled CSV/JSONL files (optionally .gz), or - for stdin.", metavar="DATA...",
+        show_default=False)],
+    output: Annotated[Path, typer.Option("-o", "--output", metavar="DIR",
+                                         help="Model directory to write.")],
+    input_format: InputFormatOpt = None,
+    text_column: TextColumnOpt = None,
+    encoding: EncodingOpt = "utf-8-sig",
+    category_column: CategoryColumnOpt = "category",
+    sentiment_column: SentimentColumnOpt = "sentiment",
     any_labels: Annotated[bool, typer.Option(
         "--any-labels", help="Accept labels outside the built-in taxonomy.")] = False,
     folds: Annotated[int, typer.Option(
-        "--folds", min=0, help="Cross-validation folds for metrics and thresholds (0: none).")] = 3,
+        "--folds", min=0, max=20,
+        help="Cross-validation folds for metrics and thresholds (0: none).")] = 3,
     target_precision: Annotated[float, typer.Option(
         "--target-precision", min=0.0, max=1.0,
         help="Per-head threshold keeps at least this precision on held-out folds.")] = 0.9,
@@ -508,11 +597,13 @@ def train(
     from .model.train import TrainSpec
     from .model.train import train as train_model
 
-    spec = TrainSpec(files=data, text_column=text_column,
+    spec = TrainSpec(files=data, input_format=input_format,
+                     read=_read_options(text_column=text_column, encoding=encoding),
                      label_columns={"category": category_column, "sentiment": sentiment_column},
                      any_labels=any_labels, folds=folds, target_precision=target_precision,
                      encoder=encoder)
-    with (err.status("training") if err.is_terminal else _nullcontext()) as status:
+    err = _console(stderr=True)
+    with (err.status("training") if err.is_terminal else nullcontext()) as status:
         card = train_model(spec, output, progress=status.update if status else lambda _m: None)
     if as_json:
         typer.echo(json.dumps(card, indent=2))
@@ -521,6 +612,9 @@ def train(
 
 
 def _print_training(card: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    err = _console(stderr=True)
     table = Table(title=f"model {card['version']} ({card['train_seconds']} s)",
                   title_justify="left")
     for col in ("head", "rows", "accuracy", "macro-F1", "ECE", "threshold"):
@@ -536,67 +630,58 @@ def _print_training(card: dict[str, Any]) -> None:
 
 
 @app.command()
-@handles_errors
 def evaluate(
-    data: Annotated[Path, typer.Argument(help="Labelled CSV/JSONL file.")],
+    data: Annotated[list[str], typer.Argument(
+        help="Labelled CSV/JSONL files (optionally .gz), or - for stdin.", metavar="DATA...",
+        show_default=False)],
     model: ModelOpt = None,
-    text_column: Annotated[str, typer.Option("--text-column")] = "text",
-    category_column: Annotated[str, typer.Option("--category-column")] = "category",
-    sentiment_column: Annotated[str, typer.Option("--sentiment-column")] = "sentiment",
-    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+    input_format: InputFormatOpt = None,
+    text_column: TextColumnOpt = None,
+    encoding: EncodingOpt = "utf-8-sig",
+    category_column: CategoryColumnOpt = "category",
+    sentiment_column: SentimentColumnOpt = "sentiment",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the scores as JSON.")] = False,
     report: Annotated[Path | None, typer.Option(
-        "--report", help="Also write a self-contained HTML report with plots.")] = None,
+        "--report", metavar="PATH",
+        help="Also write a self-contained HTML report with plots.")] = None,
     llm: Annotated[bool, typer.Option(
         "--llm", help="Also score the hybrid: uncertain tickets escalated as in classify "
-        "(needs a Gemini key; answers are cached).")] = False,
+        "(needs the backend's key; answers are cached).")] = False,
     threshold: Annotated[float | None, typer.Option(
         "--llm-threshold", min=0.0, max=1.0,
         help="With --llm: escalation threshold. Default: the model card's.")] = None,
-    llm_model: LLMModelOpt = DEFAULT_MODEL,
+    llm_backend: LLMBackendOpt = DEFAULT_LLM_BACKEND,
+    llm_model: LLMModelOpt = None,
     max_llm_calls: MaxLLMCallsOpt = None,
     llm_concurrency: LLMConcurrencyOpt = 4,
     llm_rpm: LLMRpmOpt = None,
-    llm_timeout: LLMTimeoutOpt = DEFAULT_TIMEOUT_SECONDS,
+    llm_timeout: LLMTimeoutOpt = DEFAULT_LLM_TIMEOUT,
     cache_dir: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
 ) -> None:
     """Score a model against labelled tickets: accuracy, macro-F1, per-class scores, confusion
     matrix, calibration (ECE) and risk–coverage; with --llm, the hybrid beside it."""
-    from .evaluate import evaluate_labels, evaluate_predictions
-    from .model.train import read_table
+    from .evaluate import evaluate_model
+    from .io.labelled import read_labelled
+    from .io.writers import AtomicFile
     from .report import render_report
 
     ticket_model, _ = _load(model)
-    columns = {"category": category_column, "sentiment": sentiment_column}
-    table = read_table(data, [text_column, *columns.values()])
-    if text_column not in table.columns:
-        raise DataError(f"{data}: no text column {text_column!r}; columns found: "
-                        f"{', '.join(table.columns)}", "pass it with --text-column")
-    truth = {h: table[c].tolist() for h, c in columns.items() if c in table.columns}
-    if not truth:
-        raise DataError(f"{data}: no label columns ({', '.join(columns.values())})",
-                        "name them with --category-column / --sentiment-column")
-    proba = ticket_model.predict_proba(table[text_column].tolist())
-    result = {"model_version": ticket_model.version, "data": str(data), "rows": len(table),
-              "heads": evaluate_predictions(proba, ticket_model.label_table(), truth)}
+    tickets = read_labelled(data, _read_options(text_column=text_column, encoding=encoding),
+                            {"category": category_column, "sentiment": sentiment_column},
+                            input_format)
+    source = ", ".join(data)
     if llm:
-        config = llm_config(True, llm_model, max_llm_calls, llm_concurrency, llm_rpm,
-                            llm_timeout, cache_dir, no_cache, DEFAULT_INPUT_PRICE,
-                            DEFAULT_OUTPUT_PRICE)
-        assert config is not None  # --llm forces it on (or raises without a key)
+        from .llm import EscalationStats, llm_config, open_escalator
+
+        config = llm_config(_llm_choice(True, llm_backend, llm_model, llm_timeout, cache_dir,
+                                        no_cache, _llm_settings(max_llm_calls, llm_concurrency,
+                                                                llm_rpm)))
         stats = EscalationStats()
-        local = predictions_from_proba(proba, ticket_model.label_table())
-        with open_escalator(config, stats) as escalator:
-            hybrid = hybrid_predictions(escalator, table[text_column].tolist(), local,
-                                        Thresholds.from_model(ticket_model, threshold))
-        decided = {h: ([getattr(p, h) for p in hybrid.predictions],
-                       np.array([getattr(p, f"{h}_confidence") for p in hybrid.predictions]))
-                   for h in proba}
-        result["hybrid"] = {
-            "escalation_rate": hybrid.escalation_rate,
-            "decided_by_llm": hybrid.decided_by.count("llm"),
-            "llm_requests": dict(stats.llm_requests), "cache_lookups": dict(stats.cache_lookups),
-            "heads": evaluate_labels(decided, ticket_model.label_table(), truth)}
+        with open_escalator(config, stats) as escalator:  # type: ignore[arg-type]
+            result = evaluate_model(ticket_model, tickets, source, escalator, stats, threshold)
+    else:
+        result = evaluate_model(ticket_model, tickets, source)
     if report is not None:
         with AtomicFile(report) as f:
             f.write(render_report(result).encode())
@@ -607,7 +692,9 @@ def evaluate(
 
 
 def _print_evaluation(result: dict[str, Any]) -> None:
-    out = Console(highlight=False)
+    from rich.table import Table
+
+    out = _console()
     out.print(f"model {result['model_version']} on {result['data']} ({result['rows']:,} rows)")
     if "hybrid" in result:
         hybrid = result["hybrid"]
@@ -640,21 +727,20 @@ def _print_evaluation(result: dict[str, Any]) -> None:
 
 
 @app.command()
-@handles_errors
 def compare(
     old_model: Annotated[Path, typer.Argument(
-        help="The model in use (directory or its card.json).", show_default=False)],
-    new_model: Annotated[Path, typer.Argument(help="The candidate model.", show_default=False)],
+        help="The model in use (directory or its card.json).", show_default=False,
+        metavar="OLD_MODEL")],
+    new_model: Annotated[Path, typer.Argument(help="The candidate model.", show_default=False,
+                                              metavar="NEW_MODEL")],
     data: Annotated[list[str], typer.Argument(
         help="Tickets (.csv, .jsonl, optionally .gz, or - for stdin), the same for both models.",
-        show_default=False)],
+        show_default=False, metavar="DATA...")],
     input_format: InputFormatOpt = None,
     text_column: TextColumnOpt = None,
     id_column: IdColumnOpt = None,
-    category_column: Annotated[str, typer.Option(
-        "--category-column", help="True category labels, when the data has them.")] = "category",
-    sentiment_column: Annotated[str, typer.Option(
-        "--sentiment-column", help="True sentiment labels, when the data has them.")] = "sentiment",
+    category_column: CategoryColumnOpt = "category",
+    sentiment_column: SentimentColumnOpt = "sentiment",
     encoding: EncodingOpt = "utf-8-sig",
     delimiter: DelimiterOpt = None,
     show: Annotated[int, typer.Option(
@@ -663,14 +749,14 @@ def compare(
 ) -> None:
     """Run two models over the same tickets before promoting the new one: agreement, label-mix
     shift per class, the tickets that changed label and, where the data has labels, both
-    models' metrics side by side."""
+    models' scores side by side."""
     from .compare import compare_models
 
     old, _ = _load(old_model)
     new, _ = _load(new_model)
     result = compare_models(
-        old, new, data, ReadOptions(text_column=text_column, id_column=id_column,
-                                    encoding=encoding, delimiter=delimiter),
+        old, new, data, _read_options(text_column=text_column, id_column=id_column,
+                                      encoding=encoding, delimiter=delimiter),
         {"category": category_column, "sentiment": sentiment_column}, input_format)
     if as_json:
         typer.echo(json.dumps(result.as_dict(), indent=2))
@@ -679,7 +765,9 @@ def compare(
 
 
 def _print_comparison(result: dict[str, Any], show: int) -> None:
-    out = Console(highlight=False)
+    from rich.table import Table
+
+    out = _console()
     out.print(f"old {result['old_model']} vs new {result['new_model']} on {result['rows']:,} "
               f"tickets ({result['rejected']:,} rejected): agreement {result['agreement']:.1%}, "
               f"{result['changed']:,} changed")

@@ -14,9 +14,11 @@ import numpy as np
 
 from .errors import ConfigError
 from .evaluate import evaluate_predictions
-from .io.readers import Batch, ReadOptions, TicketReader
-from .io.sources import open_source
+from .io.inputs import Inputs
+from .io.labelled import label_of
+from .io.readers import Batch, ReadOptions
 from .model import TicketModel
+from .model.core import top_labels
 from .schema import HEADS
 
 EXCERPT_CHARS = 100
@@ -135,15 +137,11 @@ def compare_models(
     columns = {h: (label_columns or {}).get(h, h) for h in heads}
     result = Comparison(old.version, new.version, {h: HeadComparison() for h in heads})
     labelled = _Labelled({h: [] for h in heads}, {h: [] for h in heads}, {h: [] for h in heads})
-    for name in inputs:
-        reader = TicketReader(open_source(name, input_format), options)
-        try:
-            for batch in reader.batches():
-                result.rejected += len(batch.rejects)
-                if batch.tickets:
-                    _compare_batch(batch, old, new, columns, result, labelled)
-        finally:
-            reader.close()
+    with Inputs(inputs, options, input_format) as stream:
+        for batch in stream.batches():
+            result.rejected += len(batch.rejects)
+            if batch.tickets:
+                _compare_batch(batch, old, new, columns, result, labelled)
     for head, h in result.heads.items():
         truth = labelled.truth[head]
         if not any(truth):
@@ -163,8 +161,8 @@ def _compare_batch(batch: Batch, old: TicketModel, new: TicketModel, columns: di
     old_proba, new_proba = old.predict_proba(texts), new.predict_proba(texts)
     changes: list[list[LabelChange]] = [[] for _ in tickets]
     for head, h in result.heads.items():
-        old_label, old_conf = _top(old, head, old_proba[head])
-        new_label, new_conf = _top(new, head, new_proba[head])
+        old_label, old_conf = top_labels(old_proba[head], old.labels(head))
+        new_label, new_conf = top_labels(new_proba[head], new.labels(head))
         h.rows += len(tickets)
         h.agreed += int((old_label == new_label).sum())
         h.old_mix.update(old_label.tolist())
@@ -175,7 +173,7 @@ def _compare_batch(batch: Batch, old: TicketModel, new: TicketModel, columns: di
             changes[i].append(LabelChange(head, str(old_label[i]), str(new_label[i]),
                                           round(float(old_conf[i]), 4),
                                           round(float(new_conf[i]), 4)))
-        truth = [_label(t.row.get(columns[head])) for t in tickets]
+        truth = [label_of(t.row.get(columns[head])) for t in tickets]
         keep = [i for i, y in enumerate(truth) if y]
         if keep:
             labelled.truth[head].extend(truth[i] for i in keep)
@@ -186,13 +184,3 @@ def _compare_batch(batch: Batch, old: TicketModel, new: TicketModel, columns: di
         ChangedTicket(t.id, t.source, t.line, t.text[:EXCERPT_CHARS], tuple(c))
         for t, c in zip(tickets, changes, strict=True) if c
     )
-
-
-def _top(model: TicketModel, head: str, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's best label and its probability."""
-    names = np.asarray(model.labels(head), dtype=object)
-    return names[proba.argmax(axis=1)], proba.max(axis=1)
-
-
-def _label(value: Any) -> str:
-    return "" if value is None else str(value).strip()

@@ -13,6 +13,7 @@ from pathlib import Path
 from .errors import ConfigError
 
 ENV_MODEL = "TICKETCLF_MODEL"
+DEFAULT_JOB = "ticketclf"  # the `job` label of pushed metrics
 # The shipped default model, beside the package in a checkout (editable install) and at
 # /app/models/default in the container, where TICKETCLF_MODEL points.
 SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "models" / "default"
@@ -41,24 +42,12 @@ def secret(name: str) -> str | None:
     return value or None
 
 
-ENV_GEMINI_BASE_URL = "TICKETCLF_GEMINI_BASE_URL"
-ENV_GEMINI_KEY = "GEMINI_API_KEY"
+def secret_source(name: str) -> str | None:
+    """Which variable a secret comes from (for `doctor`; never the secret itself)."""
+    return next((n for n in (name, f"{name}_FILE") if os.environ.get(n)), None)
 
 
 def default_cache_dir() -> Path:
     """Where LLM answers are cached without --cache-dir / TICKETCLF_CACHE_DIR."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "ticketclf"
-
-
-def gemini_base_url() -> str | None:
-    """An endpoint other than Google's (a proxy; the fake server in tests)."""
-    return os.environ.get(ENV_GEMINI_BASE_URL) or None
-
-
-def gemini_key_source() -> str | None:
-    """Which variable the Gemini key comes from (for `doctor`; never the key itself)."""
-    for name in (ENV_GEMINI_KEY, f"{ENV_GEMINI_KEY}_FILE"):
-        if os.environ.get(name):
-            return name
-    return None

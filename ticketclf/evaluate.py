@@ -1,10 +1,11 @@
-"""Metrics for one head: accuracy, macro-F1, per-class scores, confusion matrix, calibration
-(ECE and a reliability table) and risk–coverage."""
+"""Scores for one head: accuracy, macro-F1, per-class scores, confusion matrix, calibration
+(ECE and a reliability table) and risk–coverage; and the scores of a model (and of the
+model + LLM hybrid) on labelled tickets."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.metrics import (
@@ -13,6 +14,13 @@ from sklearn.metrics import (
     f1_score,
     precision_recall_fscore_support,
 )
+
+from .model.core import TicketModel, predictions_from_proba, top_labels
+from .pipeline import Escalator, Thresholds
+
+if TYPE_CHECKING:
+    from .io.labelled import LabelledTickets
+    from .llm import EscalationStats
 
 COVERAGES = (0.5, 0.7, 0.8, 0.9, 1.0)
 ECE_BINS = 15
@@ -94,19 +102,16 @@ def head_metrics(y_true: Sequence[str] | np.ndarray, y_pred: Sequence[str] | np.
 
 
 def evaluate_predictions(proba: dict[str, np.ndarray], model_labels: dict[str, list[str]],
-                         truth: dict[str, Sequence[str]]) -> dict[str, Any]:
+                         truth: Mapping[str, Sequence[str]]) -> dict[str, Any]:
     """Metrics for every head that has both predictions and true labels (rows with an empty
     label are left out of that head)."""
-    decided = {}
-    for head, p in proba.items():
-        names = np.asarray(model_labels[head], dtype=object)
-        decided[head] = (names[p.argmax(axis=1)], p.max(axis=1))
+    decided = {head: top_labels(p, model_labels[head]) for head, p in proba.items()}
     return evaluate_labels(decided, model_labels, truth)
 
 
-def evaluate_labels(decided: Mapping[str, tuple[Sequence[str], np.ndarray]],
+def evaluate_labels(decided: Mapping[str, tuple[Sequence[str] | np.ndarray, np.ndarray]],
                     model_labels: dict[str, list[str]],
-                    truth: dict[str, Sequence[str]]) -> dict[str, Any]:
+                    truth: Mapping[str, Sequence[str]]) -> dict[str, Any]:
     """Like evaluate_predictions, from each row's chosen label and its confidence (what a
     hybrid model/LLM decision gives)."""
     report: dict[str, Any] = {}
@@ -120,3 +125,32 @@ def evaluate_labels(decided: Mapping[str, tuple[Sequence[str], np.ndarray]],
         labels = sorted(set(model_labels[head]) | set(y[mask]))
         report[head] = head_metrics(y[mask], pred, conf, labels)
     return report
+
+
+def evaluate_model(model: TicketModel, data: LabelledTickets, source: str,
+                   escalator: Escalator | None = None, counters: EscalationStats | None = None,
+                   threshold: float | None = None) -> dict[str, Any]:
+    """The scores of `model` on labelled tickets; with an escalator, also the hybrid's (what
+    classify would decide with the LLM on), with the escalation counts from `counters`."""
+    proba = model.predict_proba(data.texts)
+    labels = model.label_table()
+    result: dict[str, Any] = {
+        "model_version": model.version, "data": source, "rows": len(data),
+        "rejected": data.rejected, "heads": evaluate_predictions(proba, labels, data.labels)}
+    if escalator is None:
+        return result
+    from .llm import hybrid_predictions
+
+    local = predictions_from_proba(proba, labels)
+    hybrid = hybrid_predictions(escalator, data.texts, local,
+                                Thresholds.from_model(model, threshold))
+    decided = {head: ([p.label(head) for p in hybrid.predictions],
+                      np.array([p.confidence(head) for p in hybrid.predictions]))
+               for head in proba}
+    result["hybrid"] = {
+        "escalation_rate": hybrid.escalation_rate,
+        "decided_by_llm": hybrid.decided_by.count("llm"),
+        **({"llm_requests": dict(counters.llm_requests),
+            "cache_lookups": dict(counters.cache_lookups)} if counters is not None else {}),
+        "heads": evaluate_labels(decided, labels, data.labels)}
+    return result

@@ -10,8 +10,6 @@ import logging
 import sys
 from typing import Literal
 
-from pythonjsonlogger.json import JsonFormatter
-
 LogFormat = Literal["json", "console"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
@@ -35,6 +33,8 @@ def setup_logging(fmt: LogFormat | None, level: LogLevel | None = None,
         fmt = "console" if sys.stderr.isatty() else "json"
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
+        from pythonjsonlogger.json import JsonFormatter
+
         handler.setFormatter(JsonFormatter(
             "{asctime}{levelname}{name}{message}", style="{",
             rename_fields={"asctime": "timestamp", "levelname": "level", "name": "logger"},

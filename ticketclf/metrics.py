@@ -30,14 +30,13 @@ from prometheus_client.exposition import default_handler, pushadd_to_gateway
 from prometheus_client.registry import Collector
 
 from . import __version__
-from .config import secret
+from .config import DEFAULT_JOB, secret
 from .errors import ConfigError, exit_code_for
 from .runner import CONFIDENCE_BUCKETS, RunReport, Shard
 from .schema import CATEGORIES, PRIORITIES, SENTIMENTS
 
 log = logging.getLogger("ticketclf.metrics")
 
-DEFAULT_JOB = "ticketclf"
 # Short: a push happens at the very end, also inside a SIGTERM grace period.
 PUSH_TIMEOUT_SECONDS = 5.0
 ENV_TOKEN = "TICKETCLF_PUSHGATEWAY_TOKEN"
@@ -185,14 +184,14 @@ class RunCollector(Collector):
                         "stage", r.stages.as_dict(), ())
         yield _labelled("ticketclf_last_run_cache_lookups",
                         "LLM-answer cache lookups of the last run, by result.", "result",
-                        r.cache_lookups, CACHE_RESULTS)
+                        r.llm.cache_lookups, CACHE_RESULTS)
         yield _labelled("ticketclf_last_run_llm_requests",
                         "LLM requests of the last run, by status (ok = answered).", "status",
-                        r.llm_requests, LLM_STATUSES)
+                        r.llm.llm_requests, LLM_STATUSES)
         yield _labelled("ticketclf_last_run_llm_tokens", "LLM tokens of the last run, by kind.",
-                        "kind", r.llm_tokens, TOKEN_KINDS)
+                        "kind", r.llm.llm_tokens, TOKEN_KINDS)
         yield _gauge("ticketclf_last_run_llm_cost_usd",
-                     "Estimated LLM cost of the last run in US dollars.", r.llm_cost_usd)
+                     "Estimated LLM cost of the last run in US dollars.", r.llm.llm_cost_usd)
         confidence = HistogramMetricFamily(
             "ticketclf_last_run_confidence",
             "Final confidence of each classified row of the last run, by head.", labels=["head"])

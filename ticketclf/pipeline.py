@@ -22,19 +22,17 @@ from .schema import Prediction, Reject, Result, Ticket
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Confidence below which a head's answer is uncertain (escalated or flagged)."""
+    """Per head, the confidence below which its answer is uncertain (escalated or flagged)."""
 
-    category: float
-    sentiment: float
+    by_head: dict[str, float]
 
     @classmethod
     def from_model(cls, model: TicketModel, override: float | None = None) -> Thresholds:
-        if override is not None:
-            return cls(override, override)
-        return cls(model.threshold("category"), model.threshold("sentiment"))
+        return cls({head: model.threshold(head) if override is None else override
+                    for head in model.heads})
 
     def uncertain(self, p: Prediction) -> bool:
-        return p.category_confidence < self.category or p.sentiment_confidence < self.sentiment
+        return any(p.confidence(head) < t for head, t in self.by_head.items())
 
 
 @dataclass(slots=True)
@@ -207,7 +205,7 @@ def classify_batches(
             results.append(Result(
                 ticket=ticket,
                 prediction=p,
-                priority=priority_for(p.category, p.sentiment, ticket.text),
+                priority=priority_for(p.label("category"), p.label("sentiment"), ticket.text),
                 decided_by=d.decided_by,  # type: ignore[arg-type]
                 cached=d.cached,
                 needs_review=d.needs_review,

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import IO, TextIO
 
 from .errors import DataError, UsageError
-from .io.readers import Batch, ReadOptions, TicketReader
-from .io.sources import STDIN, Source, format_from_name, open_source
+from .io.inputs import Inputs
+from .io.readers import Batch, ReadOptions
+from .io.sources import STDIN, format_from_name
 from .io.writers import (
     RejectWriter,
     ResultWriter,
@@ -29,6 +30,7 @@ from .io.writers import (
     output_format,
     stdout_stream,
 )
+from .llm.escalator import EscalationStats
 from .model import TicketModel
 from .pipeline import Escalator, Predictor, StageTimes, Thresholds, classify_batches
 from .schema import HEADS, Reject, Result
@@ -119,11 +121,7 @@ class RunReport:
     stages: StageTimes = field(default_factory=StageTimes)
     confidence: dict[str, ConfidenceHistogram] = field(
         default_factory=lambda: {head: ConfidenceHistogram() for head in HEADS})
-    # Filled by the LLM escalation step (ticketclf.llm); empty when it is off.
-    cache_lookups: Counter[str] = field(default_factory=Counter)  # result: hit | miss
-    llm_requests: Counter[str] = field(default_factory=Counter)  # status: ok | error | ...
-    llm_tokens: Counter[str] = field(default_factory=Counter)  # kind: input | output
-    llm_cost_usd: float = 0.0
+    llm: EscalationStats = field(default_factory=EscalationStats)  # empty when it is off
 
     @property
     def reject_rate(self) -> float:
@@ -154,46 +152,6 @@ def default_rejects(output: str, first_input: str) -> str:
     return "stdin.rejects.jsonl"
 
 
-class _Inputs:
-    """All inputs as one stream of batches; every CSV must share the first one's columns."""
-
-    def __init__(self, sources: list[Source], options: ReadOptions) -> None:
-        self.sources = sources
-        self.options = options
-        self.columns: list[str] | None = None
-
-    @property
-    def bytes_read(self) -> int:
-        return sum(s.counter.bytes_read for s in self.sources)
-
-    @property
-    def total_bytes(self) -> int | None:
-        sizes = [s.total_bytes for s in self.sources]
-        return None if None in sizes else sum(s for s in sizes if s is not None)
-
-    def batches(self) -> Iterator[Batch]:
-        for source in self.sources:
-            reader = TicketReader(source, self.options)
-            try:
-                for batch in reader.batches():
-                    self._check_columns(reader)
-                    yield batch
-                self._check_columns(reader)
-            finally:
-                reader.close()
-
-    def _check_columns(self, reader: TicketReader) -> None:
-        if reader.columns is None:
-            return
-        if self.columns is None:
-            self.columns = reader.columns
-        elif reader.columns != self.columns and reader.source.format == "csv":
-            raise DataError(
-                f"{reader.source.name} has other columns than {self.sources[0].name}",
-                "classify files with different layouts in separate runs",
-            )
-
-
 def run_classify(
     job: ClassifyJob,
     model: TicketModel,
@@ -218,12 +176,8 @@ def run_classify(
                                    "model_version": model.version})
     try:
         with ExitStack() as stack:
-            sources = []
-            for name in job.inputs:
-                source = open_source(name, job.input_format)
-                stack.callback(source.close)
-                sources.append(source)
-            inputs = _Inputs(sources, job.read)
+            inputs = stack.enter_context(
+                Inputs(job.inputs, job.read, job.input_format, same_columns=True))
             out_stream: IO[bytes]
             rej_stream: IO[bytes]
             if job.dry_run:
@@ -272,8 +226,6 @@ def run_classify(
 def resolve_outputs(job: ClassifyJob) -> tuple[str, str]:
     """The output and rejects paths of a job, refused (UsageError) when empty, when rejects
     would go to stdout, or when any two of inputs and outputs are one file."""
-    if job.inputs.count(STDIN) > 1:
-        raise UsageError("stdin ('-') can be read only once")
     if job.output == "":
         raise UsageError("-o is empty", "give an output path, or - for stdout")
     if job.rejects == "":
@@ -342,12 +294,12 @@ def _count(report: RunReport, results: list[Result], rejects: list[Reject]) -> N
     report.rejected += len(rejects)
     for r in results:
         p = r.prediction
-        report.categories[p.category] += 1
-        report.sentiments[p.sentiment] += 1
+        report.categories[p.label("category")] += 1
+        report.sentiments[p.label("sentiment")] += 1
         report.priorities[r.priority] += 1
         report.decided_by[r.decided_by] += 1
         report.needs_review += r.needs_review
         report.cached += r.cached
-        report.confidence["category"].observe(p.category_confidence)
-        report.confidence["sentiment"].observe(p.sentiment_confidence)
+        for head, histogram in report.confidence.items():
+            histogram.observe(p.confidence(head))
 

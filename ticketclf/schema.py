@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -33,19 +34,6 @@ PRIORITIES: tuple[str, ...] = ("LOW", "MEDIUM", "HIGH", "URGENT")
 HEADS: tuple[str, ...] = ("category", "sentiment")
 LABELS: dict[str, tuple[str, ...]] = {"category": CATEGORIES, "sentiment": SENTIMENTS}
 
-# The columns a run appends to every input row, in this order (DESIGN.md §2).
-RESULT_COLUMNS: tuple[str, ...] = (
-    "category",
-    "category_confidence",
-    "sentiment",
-    "sentiment_confidence",
-    "priority",
-    "decided_by",
-    "cached",
-    "needs_review",
-    "model_version",
-)
-
 DecidedBy = Literal["model", "llm"]
 
 
@@ -74,14 +62,21 @@ class Reject:
                 "excerpt": self.excerpt}
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Prediction:
-    """A label and its confidence for each head."""
+    """Each head's chosen label and its confidence (0-1); a head without an answer is absent."""
 
-    category: str
-    category_confidence: float
-    sentiment: str
-    sentiment_confidence: float
+    labels: dict[str, str]
+    confidences: dict[str, float]
+
+    def label(self, head: str) -> str:
+        return self.labels.get(head, "")
+
+    def confidence(self, head: str) -> float:
+        return self.confidences.get(head, 0.0)
+
+    def replace(self, head: str, label: str, confidence: float) -> Prediction:
+        return Prediction({**self.labels, head: label}, {**self.confidences, head: confidence})
 
 
 @dataclass(slots=True)
@@ -93,14 +88,37 @@ class Result:
     cached: bool = False
     needs_review: bool = False
     model_version: str = ""
+    language: str = ""
 
-    def values(self) -> tuple[Any, ...]:
-        """The result columns' values, typed, in RESULT_COLUMNS order (the writer decides how
-        each is spelled)."""
-        p = self.prediction
-        return (p.category, round(p.category_confidence, 4), p.sentiment,
-                round(p.sentiment_confidence, 4), self.priority, self.decided_by, self.cached,
-                self.needs_review, self.model_version)
 
-    def columns(self) -> dict[str, Any]:
-        return dict(zip(RESULT_COLUMNS, self.values(), strict=True))
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One result column: its name and how its typed value comes from a Result (the writers
+    decide how each value is spelled)."""
+
+    name: str
+    value: Callable[[Result], Any]
+
+
+def _head_columns(head: str) -> tuple[Column, Column]:
+    return (Column(head, lambda r: r.prediction.label(head)),
+            Column(f"{head}_confidence", lambda r: round(r.prediction.confidence(head), 4)))
+
+
+# The columns a run appends to every input row, in this order (DESIGN.md §2). A new output
+# column is one entry here.
+RESULT_COLUMNS: tuple[Column, ...] = (
+    *_head_columns("category"),
+    *_head_columns("sentiment"),
+    Column("priority", lambda r: r.priority),
+    Column("decided_by", lambda r: r.decided_by),
+    Column("cached", lambda r: r.cached),
+    Column("needs_review", lambda r: r.needs_review),
+    Column("model_version", lambda r: r.model_version),
+)
+RESULT_COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in RESULT_COLUMNS)
+
+
+def result_values(result: Result) -> list[Any]:
+    """The result columns' values, typed, in RESULT_COLUMNS order."""
+    return [c.value(result) for c in RESULT_COLUMNS]

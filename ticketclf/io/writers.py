@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from ..errors import OutputError, UsageError
-from ..schema import RESULT_COLUMNS, Reject, Result
+from ..schema import RESULT_COLUMN_NAMES, Reject, Result, result_values
 from .sources import STDIN, format_from_name
 
 OUTPUT_FORMATS = ("csv", "jsonl")
@@ -33,7 +33,7 @@ _FORMULA_FIRST = frozenset(_FORMULA_PREFIXES)
 # Characters a terminal acts on (ANSI escapes, cursor moves) when someone `cat`s a CSV: C0
 # controls but tab, LF and CR (ordinary text), DEL, and the C1 controls (U+009B is CSI).
 _CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-_RESULT_NAMES = frozenset(RESULT_COLUMNS)
+_RESULT_NAMES = frozenset(RESULT_COLUMN_NAMES)
 log = logging.getLogger("ticketclf.io")
 
 
@@ -317,7 +317,7 @@ def output_names(keys: tuple[str, ...]) -> tuple[str, ...]:
 
 def output_columns(input_columns: Sequence[str]) -> list[str]:
     """Output header: the input columns (renamed by output_names) then the result columns."""
-    return [*output_names(tuple(input_columns)), *RESULT_COLUMNS]
+    return [*output_names(tuple(input_columns)), *RESULT_COLUMN_NAMES]
 
 
 class ResultWriter:
@@ -348,7 +348,7 @@ class ResultWriter:
             for r in results:
                 row = r.ticket.row
                 obj = dict(zip(output_names(tuple(row)), row.values(), strict=True))
-                obj.update(r.columns())
+                obj.update(zip(RESULT_COLUMN_NAMES, result_values(r), strict=True))
                 self._text.write(json_line(obj))
         self._text.flush()
 
@@ -356,7 +356,8 @@ class ResultWriter:
         row = r.ticket.row
         if row.keys() != self._known:  # a JSONL row with keys the header (line 1) lacks
             self.dropped.update(row.keys() - self._known)
-        return [_cell(row.get(c)) for c in self._input_columns] + [_cell(v) for v in r.values()]
+        return ([_cell(row.get(c)) for c in self._input_columns]
+                + [_cell(v) for v in result_values(r)])
 
     def detach(self) -> None:
         """Flush and let go of the stream without closing it (the owner closes it); say

@@ -1,71 +1,122 @@
-"""LLM escalation: the tickets the local model is unsure of go, redacted, to Gemini.
+"""LLM escalation: the tickets the local model is unsure of go, redacted, to an LLM backend.
 
-`open_escalator` builds the step from an `LLMConfig` (the CLI does this for `classify`);
-`hybrid_predictions` runs it over an evaluation set for `evaluate --llm`.
+`llm_config` turns what the user asked for (an `LLMChoice`) into an `LLMConfig`, or None when
+the step is off; `open_escalator` builds the step from it; `hybrid_predictions` runs it over
+an evaluation set for `evaluate --llm`. Only `registry` knows which backends exist.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..cache import AnswerCache
-from ..errors import ConfigError
+from ..config import default_cache_dir, secret, secret_source
+from ..errors import ConfigError, UsageError
 from ..pipeline import Escalator, Thresholds, decide
 from ..schema import Prediction, Ticket
-from .cost import Prices
+from .base import Connection, LLMBackend, Prices
 from .escalator import (
     CachedEscalation,
     DryRunEscalator,
     DryRunEstimate,
-    EscalationCounters,
     EscalationSettings,
     EscalationStats,
     LLMEscalator,
 )
 from .limits import RetryPolicy
+from .registry import BACKENDS, DEFAULT_BACKEND, backend_class
 
 __all__ = [
-    "DEFAULT_MODEL", "DEFAULT_TIMEOUT_SECONDS", "CachedEscalation", "DryRunEscalator",
-    "DryRunEstimate", "EscalationCounters", "EscalationSettings", "EscalationStats",
-    "HybridPredictions", "LLMConfig", "LLMEscalator", "Prices", "RetryPolicy",
-    "hybrid_predictions", "open_escalator",
+    "BACKENDS", "DEFAULT_BACKEND", "DEFAULT_TIMEOUT_SECONDS", "CachedEscalation",
+    "DryRunEscalator", "DryRunEstimate", "EscalationSettings",
+    "EscalationStats", "HybridPredictions", "LLMChoice", "LLMConfig", "LLMEscalator", "Prices",
+    "RetryPolicy", "backend_class", "hybrid_predictions", "llm_config", "open_escalator",
 ]
 
-DEFAULT_MODEL = "gemini-3.8-flash"
 DEFAULT_TIMEOUT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
 class LLMConfig:
+    """A resolved escalation step: which backend, as whom, where, and its limits."""
+
     api_key: str | None
-    model: str = DEFAULT_MODEL
-    base_url: str | None = None  # a proxy, or the fake server in tests
+    model: str | None = None  # None: the backend's default model
+    base_url: str | None = None  # None: the backend's environment variable, else its service
     timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
     cache_dir: Path | None = None  # None: no cache
     settings: EscalationSettings = field(default_factory=EscalationSettings)
+    backend: str = DEFAULT_BACKEND
+
+    def connection(self, backend: type[LLMBackend]) -> Connection:
+        return Connection(self.api_key, self.model or backend.default_model,
+                          self.base_url or os.environ.get(backend.base_url_variable) or None,
+                          self.timeout_seconds)
 
 
-def open_escalator(config: LLMConfig, counters: EscalationCounters | None = None,
+@dataclass(frozen=True)
+class LLMChoice:
+    """What the command line asked of the LLM step; `llm_config` decides what it means."""
+
+    enabled: bool | None = None  # --llm / --no-llm; None: on exactly when a key is configured
+    backend: str = DEFAULT_BACKEND
+    model: str | None = None
+    base_url: str | None = None
+    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
+    cache_dir: Path | None = None  # None: the default cache directory
+    use_cache: bool = True
+    settings: EscalationSettings = field(default_factory=EscalationSettings)
+    dry_run: bool = False
+
+
+def llm_config(choice: LLMChoice) -> LLMConfig | None:
+    """The step's configuration, or None when it is off. A broken key file does not stop
+    --no-llm: the key is read only when the step may run."""
+    if choice.enabled is False:
+        if choice.dry_run:
+            raise UsageError("--dry-run estimates the LLM step, which --no-llm turns off",
+                             "drop one of the two")
+        return None
+    backend = backend_class(choice.backend)
+    key = secret(backend.key_variable)
+    if not (choice.enabled or key or choice.dry_run):
+        return None
+    return LLMConfig(
+        api_key=key, model=choice.model, base_url=choice.base_url,
+        timeout_seconds=choice.timeout_seconds,
+        cache_dir=(choice.cache_dir or default_cache_dir()) if choice.use_cache else None,
+        settings=choice.settings, backend=backend.name)
+
+
+def key_status(backend_name: str) -> tuple[type[LLMBackend], str | None]:
+    """The backend and where its key comes from (a variable's name; never the key)."""
+    backend = backend_class(backend_name)
+    return backend, secret_source(backend.key_variable)
+
+
+def open_escalator(config: LLMConfig, counters: EscalationStats | None = None,
                    dry_run: bool = False) -> CachedEscalation:
     """The escalation step, owning its cache and client: use it as a context manager.
 
-    A dry run needs no key; a real one raises ConfigError without one.
+    A dry run needs no key; a real one raises ConfigError when the backend needs one.
     """
+    backend = backend_class(config.backend)
+    connection = config.connection(backend)
+    settings = config.settings if config.settings.prices is not None else replace(
+        config.settings, prices=backend.price(connection.model))
     cache = AnswerCache(config.cache_dir) if config.cache_dir is not None else None
     if dry_run:
-        return DryRunEscalator(config.model, cache, config.settings, counters)
-    if not config.api_key:
+        return DryRunEscalator(backend.name, connection.model, cache, settings, counters)
+    if backend.key_required and not config.api_key:
         if cache is not None:
             cache.close()
-        raise ConfigError("LLM escalation needs a Gemini API key",
-                          "set GEMINI_API_KEY or GEMINI_API_KEY_FILE, or pass --no-llm")
-    from .gemini import GeminiBackend  # imported only when used: the SDK takes ~0.6 s
-
-    backend = GeminiBackend(config.api_key, config.model, config.timeout_seconds,
-                            config.base_url)
-    return LLMEscalator(backend, cache, config.settings, counters)
+        raise ConfigError(f"LLM escalation through {backend.name} needs an API key",
+                          f"set {backend.key_variable} or {backend.key_variable}_FILE, "
+                          "or pass --no-llm")
+    return LLMEscalator(backend(connection), cache, settings, counters)
 
 
 @dataclass

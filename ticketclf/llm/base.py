@@ -1,10 +1,13 @@
 """The escalation interface: what an LLM backend takes (redacted text), what it returns
-(a validated answer and the tokens it used) and how it fails (by status)."""
+(a validated answer and the tokens it used), how it fails (by status), and what each backend
+declares about itself (name, key variable, default model, prices)."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar
 
 from ..schema import CATEGORIES, SENTIMENTS
 
@@ -21,6 +24,18 @@ class Usage:
     def __add__(self, other: Usage) -> Usage:
         return Usage(self.input_tokens + other.input_tokens,
                      self.output_tokens + other.output_tokens)
+
+
+@dataclass(frozen=True)
+class Prices:
+    """USD per million tokens."""
+
+    input_per_million: float = 0.0
+    output_per_million: float = 0.0
+
+    def cost(self, usage: Usage) -> float:
+        return (usage.input_tokens * self.input_per_million
+                + usage.output_tokens * self.output_per_million) / 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,11 +115,40 @@ class InvalidAnswer(LLMError):
     service_failure = False
 
 
-class LLMBackend(Protocol):
-    """One LLM service. `classify` gets redacted text only and raises LLMError subclasses."""
+@dataclass(frozen=True)
+class Connection:
+    """Where and as whom a backend sends its requests."""
 
+    api_key: str | None
     model: str
+    base_url: str | None = None  # a proxy, a local server, or the fake server in tests
+    timeout_seconds: float = 30.0
 
+
+class LLMBackend(ABC):
+    """One LLM service: the only code that knows its SDK. `classify` gets redacted text only
+    and raises LLMError subclasses. A new backend is one module with a subclass, plus one line
+    in `registry.BACKENDS`; import its SDK inside the module's methods, so that other backends'
+    runs never pay for it."""
+
+    name: ClassVar[str]
+    key_variable: ClassVar[str]  # read from the environment, or from a file named by <it>_FILE
+    key_required: ClassVar[bool] = True
+    base_url_variable: ClassVar[str]  # the environment's endpoint override
+    default_model: ClassVar[str]
+    # By model; a model not listed costs `prices[default_model]` unless prices are given.
+    prices: ClassVar[Mapping[str, Prices]]
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.model = connection.model
+
+    @classmethod
+    def price(cls, model: str) -> Prices:
+        return cls.prices.get(model) or cls.prices.get(cls.default_model) or Prices()
+
+    @abstractmethod
     def classify(self, redacted_text: str) -> Reply: ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:  # noqa: B027 - a backend without resources needs no close
+        """Release the client's connections."""

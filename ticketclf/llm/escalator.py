@@ -3,7 +3,7 @@ redact → cache lookup → LLM (bounded, retried) → validate → cache write 
 
 Whatever the LLM does, every ticket gets a decision: a failed, blocked, malformed, over-budget
 or circuit-broken request keeps the local prediction with needs_review=true. The counts go
-to the run report (or any object with the same four fields).
+to an EscalationStats (the run report's, or the caller's own).
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from ..cache import AnswerCache, answer_key
 from ..pipeline import Decision
 from ..schema import Prediction, Ticket
-from .base import UNKNOWN_CATEGORY, InvalidAnswer, LLMAnswer, LLMBackend, LLMError, Usage
-from .cost import Prices, estimate_usage
+from .base import UNKNOWN_CATEGORY, InvalidAnswer, LLMAnswer, LLMBackend, LLMError, Prices, Usage
+from .cost import estimate_usage
 from .limits import Budget, CircuitBreaker, RateLimiter, RetryPolicy
 from .prompt import PROMPT_HASH, PROMPT_VERSION
 from .redact import redact
@@ -31,18 +31,9 @@ log = logging.getLogger("ticketclf.llm")
 _T = TypeVar("_T")
 
 
-class EscalationCounters(Protocol):
-    """Where the step counts what it did; RunReport has these fields."""
-
-    cache_lookups: Counter[str]  # hit | miss
-    llm_requests: Counter[str]  # one final status per ticket sent, plus "retried"
-    llm_tokens: Counter[str]  # input | output
-    llm_cost_usd: float
-
-
 @dataclass
 class EscalationStats:
-    """Counters for callers without a RunReport (evaluation, benchmarks)."""
+    """What the step did: a run's report holds one, evaluation and benchmarks their own."""
 
     cache_lookups: Counter[str] = field(default_factory=Counter)
     llm_requests: Counter[str] = field(default_factory=Counter)
@@ -57,7 +48,7 @@ class EscalationSettings:
     max_calls: int | None = None  # requests per run, retries included; None: no limit
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     breaker_threshold: int = 5  # consecutive failed tickets that stop all calls
-    prices: Prices = field(default_factory=Prices)
+    prices: Prices | None = None  # None: the backend's prices for its model
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,20 +70,23 @@ def _text_hash(redacted: str) -> str:
 class CachedEscalation:
     """Redaction, the cache and the decisions; subclasses say how cache misses get answers."""
 
-    def __init__(self, model: str, cache: AnswerCache | None,
+    def __init__(self, backend: str, model: str, cache: AnswerCache | None,
                  settings: EscalationSettings | None = None,
-                 counters: EscalationCounters | None = None) -> None:
+                 counters: EscalationStats | None = None) -> None:
+        self.backend_name = backend
         self.model = model
         self.cache = cache
         self.settings = settings or EscalationSettings()
-        self.counters: EscalationCounters = counters if counters is not None else EscalationStats()
+        self.prices = self.settings.prices or Prices()
+        self.counters = counters if counters is not None else EscalationStats()
         self.budget = Budget(self.settings.max_calls)
         self.escalated = 0  # tickets handed to this step
 
     def resolve(self, items: Sequence[tuple[Ticket, Prediction]]) -> list[Decision]:
         self.escalated += len(items)
         redacted = [redact(ticket.text) for ticket, _ in items]
-        keys = [answer_key(PROMPT_VERSION, PROMPT_HASH, self.model, text) for text in redacted]
+        keys = [answer_key(self.backend_name, PROMPT_VERSION, PROMPT_HASH, self.model, text)
+                for text in redacted]
         cached = self._lookup(keys)
         # One request per distinct text: duplicates in a batch share the answer.
         misses = {key: text for key, text in zip(keys, redacted, strict=True) if key not in cached}
@@ -141,13 +135,11 @@ class CachedEscalation:
 
 
 def _llm_decision(local: Prediction, answer: LLMAnswer, cached: bool) -> Decision:
+    with_sentiment = local.replace("sentiment", answer.sentiment, answer.confidence)
     if answer.category == UNKNOWN_CATEGORY:
         # No category fits in the LLM's view: keep the model's, take the sentiment, flag it.
-        prediction = Prediction(local.category, local.category_confidence,
-                                answer.sentiment, answer.confidence)
-        return Decision(prediction, "llm", cached=cached, needs_review=True)
-    prediction = Prediction(answer.category, answer.confidence, answer.sentiment,
-                            answer.confidence)
+        return Decision(with_sentiment, "llm", cached=cached, needs_review=True)
+    prediction = with_sentiment.replace("category", answer.category, answer.confidence)
     return Decision(prediction, "llm", cached=cached, needs_review=False)
 
 
@@ -156,8 +148,8 @@ class LLMEscalator(CachedEscalation):
 
     def __init__(self, backend: LLMBackend, cache: AnswerCache | None,
                  settings: EscalationSettings | None = None,
-                 counters: EscalationCounters | None = None) -> None:
-        super().__init__(backend.model, cache, settings, counters)
+                 counters: EscalationStats | None = None) -> None:
+        super().__init__(backend.name, backend.model, cache, settings, counters)
         self.backend = backend
         self._limiter = RateLimiter(self.settings.requests_per_minute)
         self._breaker = CircuitBreaker(self.settings.breaker_threshold)
@@ -231,7 +223,7 @@ class LLMEscalator(CachedEscalation):
         if outcome.usage.input_tokens or outcome.usage.output_tokens:
             c.llm_tokens["input"] += outcome.usage.input_tokens
             c.llm_tokens["output"] += outcome.usage.output_tokens
-            c.llm_cost_usd += self.settings.prices.cost(outcome.usage)
+            c.llm_cost_usd += self.prices.cost(outcome.usage)
         if outcome.status != "ok" and outcome.status not in self._warned:
             self._warned.add(outcome.status)
             log.warning("LLM request ended %s%s; the ticket keeps the local prediction and "
@@ -307,10 +299,10 @@ class DryRunEstimate:
 class DryRunEscalator(CachedEscalation):
     """Counts what the LLM step would send, and its estimated tokens and cost; calls nothing."""
 
-    def __init__(self, model: str, cache: AnswerCache | None,
+    def __init__(self, backend: str, model: str, cache: AnswerCache | None,
                  settings: EscalationSettings | None = None,
-                 counters: EscalationCounters | None = None) -> None:
-        super().__init__(model, cache, settings, counters)
+                 counters: EscalationStats | None = None) -> None:
+        super().__init__(backend, model, cache, settings, counters)
         self.estimate = DryRunEstimate()
 
     def _answer(self, misses: Mapping[str, str]) -> dict[str, LLMAnswer]:
@@ -321,5 +313,5 @@ class DryRunEscalator(CachedEscalation):
             usage = estimate_usage(text)
             self.estimate.tickets += 1
             self.estimate.usage += usage
-            self.estimate.cost_usd += self.settings.prices.cost(usage)
+            self.estimate.cost_usd += self.prices.cost(usage)
         return {}

@@ -1,4 +1,5 @@
-"""The Gemini backend, on the google-genai SDK: the only module that imports it.
+"""The Gemini backend, on the google-genai SDK: the only module that imports it, and only
+when a Gemini backend is built (the SDK takes over half a second to import).
 
 One generateContent request per ticket: the system instruction, the redacted ticket as JSON,
 temperature 0, JSON output constrained by the enum schema. The SDK's own retries stay off:
@@ -7,12 +8,15 @@ the escalator retries, so that every retry is counted, rate-limited and charged 
 
 from __future__ import annotations
 
-from google import genai
-from google.genai import errors, types
+import importlib
+from typing import TYPE_CHECKING, ClassVar
 
 from .base import (
     BlockedAnswer,
+    Connection,
     InvalidAnswer,
+    LLMBackend,
+    Prices,
     Reply,
     RequestRejected,
     RequestTimeout,
@@ -21,20 +25,19 @@ from .base import (
 )
 from .prompt import RESPONSE_SCHEMA, SYSTEM_INSTRUCTION, parse_answer, user_message
 
+if TYPE_CHECKING:
+    from google.genai import types
+
 # Worth retrying: the request may succeed later. Never 400/401/403/404: it will not.
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-_BLOCKED_FINISH = frozenset({
-    types.FinishReason.SAFETY, types.FinishReason.RECITATION, types.FinishReason.BLOCKLIST,
-    types.FinishReason.PROHIBITED_CONTENT, types.FinishReason.SPII,
-    types.FinishReason.LANGUAGE,
-})
-_TRANSPORT_MODULES = ("httpx", "httpcore", "aiohttp")
 # A label needs no long reasoning, and thinking tokens are billed as output.
 MAX_OUTPUT_TOKENS = 1024
 
 
 def _thinking(model: str) -> types.ThinkingConfig | None:
     """The least thinking each model family accepts (2.5 takes a budget, 3.x a level)."""
+    from google.genai import types
+
     if model.startswith("gemini-2.5-flash"):
         return types.ThinkingConfig(thinking_budget=0)
     if model.startswith("gemini-3"):
@@ -42,12 +45,29 @@ def _thinking(model: str) -> types.ThinkingConfig | None:
     return None
 
 
-class GeminiBackend:
-    def __init__(self, api_key: str, model: str, timeout_seconds: float,
-                 base_url: str | None = None) -> None:
-        self.model = model
-        self._client = genai.Client(api_key=api_key, http_options=types.HttpOptions(
-            base_url=base_url, timeout=max(1, round(timeout_seconds * 1000))))  # milliseconds
+class GeminiBackend(LLMBackend):
+    name = "gemini"
+    key_variable = "GEMINI_API_KEY"
+    base_url_variable = "TICKETCLF_GEMINI_BASE_URL"
+    default_model = "gemini-3.8-flash"
+    # Gemini API paid tier, standard, text. Google lists gemini-3.8-flash's as the promotional
+    # rate until 2026-12-31; from 2027-01-01 they are 1.50 / 7.50.
+    prices: ClassVar[dict[str, Prices]] = {"gemini-3.8-flash": Prices(0.75, 3.75)}
+
+    def __init__(self, connection: Connection) -> None:
+        super().__init__(connection)
+        from google import genai
+        from google.genai import errors, types
+
+        self._errors = errors
+        self._blocked_finish = frozenset({
+            types.FinishReason.SAFETY, types.FinishReason.RECITATION,
+            types.FinishReason.BLOCKLIST, types.FinishReason.PROHIBITED_CONTENT,
+            types.FinishReason.SPII, types.FinishReason.LANGUAGE,
+        })
+        self._client = genai.Client(api_key=connection.api_key, http_options=types.HttpOptions(
+            base_url=connection.base_url,
+            timeout=max(1, round(connection.timeout_seconds * 1000))))  # milliseconds
         self._config = types.GenerateContentConfig(
             system_instruction=SYSTEM_INSTRUCTION,
             temperature=0.0,
@@ -55,21 +75,21 @@ class GeminiBackend:
             max_output_tokens=MAX_OUTPUT_TOKENS,
             response_mime_type="application/json",
             response_json_schema=RESPONSE_SCHEMA,
-            thinking_config=_thinking(model),
+            thinking_config=_thinking(self.model),
         )
 
     def classify(self, redacted_text: str) -> Reply:
         try:
             response = self._client.models.generate_content(
                 model=self.model, contents=user_message(redacted_text), config=self._config)
-        except errors.APIError as exc:
+        except self._errors.APIError as exc:
             message = f"HTTP {exc.code} {exc.status or ''}".rstrip()
             if exc.code in RETRYABLE_STATUS:
                 raise TransientError(message) from None
             raise RequestRejected(message) from None
-        except (errors.UnknownApiResponseError, ValueError):  # JSON or schema errors alike
+        except (self._errors.UnknownApiResponseError, ValueError):  # JSON or schema errors alike
             raise InvalidAnswer("response body is not a generateContent response") from None
-        except Exception as exc:  # noqa: BLE001 - transport errors differ by HTTP library
+        except Exception as exc:  # noqa: BLE001 - the HTTP library's own errors: sorted below
             raise _transport_error(exc) from None
         usage = _usage(response)
         if response.prompt_feedback is not None and response.prompt_feedback.block_reason:
@@ -77,7 +97,7 @@ class GeminiBackend:
         if not response.candidates:
             raise BlockedAnswer("no candidates", usage)
         candidate = response.candidates[0]
-        if candidate.finish_reason in _BLOCKED_FINISH:
+        if candidate.finish_reason in self._blocked_finish:
             raise BlockedAnswer(f"answer blocked: {candidate.finish_reason}", usage)
         parts = candidate.content.parts if candidate.content and candidate.content.parts else []
         text = "".join(p.text for p in parts if p.text and not p.thought)
@@ -99,13 +119,26 @@ def _usage(response: types.GenerateContentResponse) -> Usage:
                  (meta.candidates_token_count or 0) + (meta.thoughts_token_count or 0))
 
 
+def _transport_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """Timeout and transport exception classes of the HTTP library the SDK runs on: httpx,
+    or its fork httpx2 (the SDK takes whichever is installed)."""
+    timeouts: list[type[BaseException]] = [TimeoutError]
+    transports: list[type[BaseException]] = [OSError]
+    for name in ("httpx", "httpx2"):
+        try:
+            library = importlib.import_module(name)
+        except ImportError:
+            continue
+        timeouts.append(library.TimeoutException)
+        transports.append(library.TransportError)
+    return tuple(timeouts), tuple(transports)
+
+
 def _transport_error(exc: Exception) -> TransientError | RequestRejected:
-    """Timeouts and connection failures, whichever HTTP library the SDK runs on (httpx,
-    httpx2, aiohttp), told apart by class and module name rather than by importing each;
-    anything else is unexpected and not retried."""
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    if names & {"TimeoutException", "TimeoutError", "ServerTimeoutError"}:
+    """Timeouts and connection failures are worth retrying; anything else is unexpected."""
+    timeouts, transports = _transport_errors()
+    if isinstance(exc, timeouts):
         return RequestTimeout("timed out")
-    if isinstance(exc, OSError) or type(exc).__module__.startswith(_TRANSPORT_MODULES):
+    if isinstance(exc, transports):
         return TransientError(f"connection failed: {type(exc).__name__}")
     return RequestRejected(f"unexpected {type(exc).__name__}")

@@ -38,20 +38,27 @@ class TicketModel:
         return {head: self.labels(head) for head in self.heads}
 
 
+def top_labels(proba: np.ndarray, labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's most probable label (an object array of names) and its probability: the one
+    place a label is chosen from a head's probabilities."""
+    names = np.asarray(labels, dtype=object)
+    idx = proba.argmax(axis=1)
+    return names[idx], proba[np.arange(len(proba)), idx]
+
+
+def ranked_labels(proba_row: np.ndarray, labels: Sequence[str],
+                  top: int | None = None) -> list[tuple[str, float]]:
+    """One row's labels with their probabilities, most probable first."""
+    order = np.argsort(-proba_row, kind="stable")[:top]
+    return [(str(labels[i]), float(proba_row[i])) for i in order]
+
+
 def predictions_from_proba(
     proba: dict[str, np.ndarray], labels: dict[str, list[str]]
 ) -> list[Prediction]:
-    """Top label and its probability per head; a head the model lacks predicts nothing."""
-    n = len(next(iter(proba.values())))
-    top: dict[str, tuple[list[str], list[float]]] = {}
-    for head in ("category", "sentiment"):
-        if head in proba:
-            idx = proba[head].argmax(axis=1)
-            conf = proba[head][np.arange(n), idx]
-            names = labels[head]
-            top[head] = ([names[i] for i in idx], conf.tolist())
-        else:
-            top[head] = ([""] * n, [0.0] * n)
-    cat, cat_conf = top["category"]
-    sent, sent_conf = top["sentiment"]
-    return [Prediction(cat[i], cat_conf[i], sent[i], sent_conf[i]) for i in range(n)]
+    """Each head's top label and its probability, per row."""
+    tops = {head: top_labels(p, labels[head]) for head, p in proba.items()}
+    n = len(next(iter(proba.values()))) if proba else 0
+    columns = {head: (names.tolist(), conf.tolist()) for head, (names, conf) in tops.items()}
+    return [Prediction({h: c[0][i] for h, c in columns.items()},
+                       {h: c[1][i] for h, c in columns.items()}) for i in range(n)]

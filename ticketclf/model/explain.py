@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from .core import TicketModel
+from ..errors import UsageError
+from .core import TicketModel, predictions_from_proba, ranked_labels
 
 
 @dataclass(frozen=True)
@@ -21,13 +22,13 @@ class Contribution:
     weight: float
 
 
-def linear_weights(classifier: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(coef, intercept) of the linear model that scores the features: the SVM under the
-    stacker (the stacker only rescales its per-class scores), or the classifier itself."""
+def linear_weights(classifier: Any) -> np.ndarray:
+    """The per-class feature weights of the linear model that scores the features: the SVM
+    under the stacker (the stacker only rescales its per-class scores), or the classifier."""
     classifier = getattr(classifier, "classifier_", classifier)  # under a NeighbourProduct
     inner = getattr(classifier, "estimators_", None)
     linear = inner[0] if inner else classifier
-    return np.asarray(linear.coef_), np.asarray(linear.intercept_)
+    return np.asarray(linear.coef_)
 
 
 def _readable(name: str) -> str | None:
@@ -40,7 +41,7 @@ def explain(model: TicketModel, text: str, head: str, label: str,
             top: int = 8) -> list[Contribution]:
     """The `top` features of `text` that most raised `label`'s score in `head`."""
     features = model.vectorizer.transform([text]).tocsr()
-    coef, _ = linear_weights(model.heads[head])
+    coef = linear_weights(model.heads[head])
     labels = model.labels(head)
     row = coef[labels.index(label)] if coef.shape[0] > 1 else (
         coef[0] if label == labels[1] else -coef[0])
@@ -50,3 +51,42 @@ def explain(model: TicketModel, text: str, head: str, label: str,
     readable = [(_readable(str(names[idx[i]])), float(contrib[i]))
                 for i in np.argsort(-contrib) if contrib[i] > 0]
     return [Contribution(name, weight) for name, weight in readable if name][:top]
+
+
+@dataclass(frozen=True)
+class TicketAnswer:
+    """Everything `predict` shows about one text: per head the top labels with their
+    confidences, the priority, whether a run would find it uncertain (and so escalate it, or
+    flag it for review), and optionally why each head chose its label."""
+
+    ranked: dict[str, list[tuple[str, float]]]
+    priority: str
+    uncertain_heads: dict[str, tuple[float, float]]  # head: (confidence, threshold)
+    reasons: dict[str, list[Contribution]]
+    model_version: str
+
+    @property
+    def uncertain(self) -> bool:
+        return bool(self.uncertain_heads)
+
+
+def answer(model: TicketModel, text: str, top: int = 3, with_reasons: bool = False,
+           threshold: float | None = None) -> TicketAnswer:
+    """The model's answer for one ticket, decided as a classify run decides it."""
+    if not text.strip():
+        raise UsageError("the ticket text is empty", "pass the text of a ticket")
+    from ..pipeline import Thresholds
+    from ..priority import priority_for
+
+    proba = model.predict_proba([text])
+    (prediction,) = predictions_from_proba(proba, model.label_table())
+    thresholds = Thresholds.from_model(model, threshold)
+    ranked = {head: ranked_labels(p[0], model.labels(head), top) for head, p in proba.items()}
+    uncertain = {head: (prediction.confidence(head), t)
+                 for head, t in thresholds.by_head.items() if prediction.confidence(head) < t}
+    reasons = {head: explain(model, text, head, prediction.label(head)) for head in proba} \
+        if with_reasons else {}
+    return TicketAnswer(
+        ranked=ranked,
+        priority=priority_for(prediction.label("category"), prediction.label("sentiment"), text),
+        uncertain_heads=uncertain, reasons=reasons, model_version=model.version)

@@ -24,9 +24,11 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import FeatureUnion
 from sklearn.svm import LinearSVC
 
-from ..errors import DataError, InputNotFound, UsageError
+from ..errors import DataError, UsageError
 from ..evaluate import head_metrics, threshold_for_precision
-from ..io.sources import format_from_name
+from ..io.labelled import read_labelled
+from ..io.readers import ReadOptions
+from ..io.sources import STDIN
 from ..schema import LABELS
 from .encoder import SentenceEncoder, encoder_card, encoder_libraries, remembering
 from .neighbours import NeighbourProduct
@@ -80,44 +82,26 @@ def checks_neighbours(spec: TrainSpec, head: str) -> bool:
 
 @dataclass(frozen=True)
 class TrainSpec:
-    files: Sequence[Path]
-    text_column: str = "text"
+    files: Sequence[Path | str]  # paths, or "-" for stdin
     label_columns: dict[str, str] = field(
         default_factory=lambda: {"category": "category", "sentiment": "sentiment"})
+    read: ReadOptions = field(default_factory=ReadOptions)
+    input_format: str | None = None
     any_labels: bool = False
     folds: int = 3
     target_precision: float = 0.9
     encoder: bool = False
 
 
-def read_table(path: Path, columns: Sequence[str]) -> pd.DataFrame:
-    if not path.exists():
-        raise InputNotFound(f"training file not found: {path}")
-    fmt = format_from_name(str(path))
-    try:
-        if fmt == "jsonl":
-            df = pd.read_json(path, lines=True, dtype=False)
-        else:
-            df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read training file {path}: {exc}") from exc
-    present = [c for c in columns if c in df.columns]
-    return df[present].astype(str).replace({"nan": "", "None": ""})
-
-
 def load_training_data(spec: TrainSpec) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-    wanted = [spec.text_column, *spec.label_columns.values()]
-    frames, sources = [], []
-    for path in spec.files:
-        df = read_table(Path(path), wanted)
-        if spec.text_column not in df.columns:
-            raise DataError(f"{path}: no text column {spec.text_column!r}",
-                            "pass the right one with --text-column")
-        frames.append(df)
-        sources.append({"file": Path(path).name, "sha256": file_sha256(Path(path)),
-                        "rows": int(len(df))})
-    data = pd.concat(frames, ignore_index=True).fillna("")
-    data = data[data[spec.text_column].str.strip() != ""]
+    """A frame with a `text` column and one column per head (its labels, "" where a row has
+    none), and what each input contributed, for the card."""
+    tickets = read_labelled([str(f) for f in spec.files], spec.read, spec.label_columns,
+                            spec.input_format)
+    data = pd.DataFrame({"text": tickets.texts, **tickets.labels})
+    sources = [{"file": Path(name).name,
+                "sha256": file_sha256(Path(name)) if name != STDIN else None,
+                "rows": tickets.rows_by_source.get(name, 0)} for name in map(str, spec.files)]
     # A seeded shuffle: labelled exports are often sorted by label, and the stacker's internal
     # folds are taken in order, so sorted rows would give folds with different sub-topics.
     data = data.sample(frac=1.0, random_state=SEED).reset_index(drop=True)
@@ -125,8 +109,7 @@ def load_training_data(spec: TrainSpec) -> tuple[pd.DataFrame, list[dict[str, An
 
 
 def _heads_present(data: pd.DataFrame, spec: TrainSpec) -> dict[str, str]:
-    heads = {h: c for h, c in spec.label_columns.items()
-             if c in data.columns and (data[c] != "").any()}
+    heads = {h: h for h in spec.label_columns if h in data.columns and (data[h] != "").any()}
     if not heads:
         raise DataError("no label column found in the training data",
                         "name them with --category-column / --sentiment-column")
@@ -167,7 +150,7 @@ def train(spec: TrainSpec, model_dir: Path,
     started = time.perf_counter()
     data, sources = load_training_data(spec)
     heads = _heads_present(data, spec)
-    texts_all = data[spec.text_column].to_numpy()
+    texts_all = data["text"].to_numpy()
     progress("encoding sentences" if spec.encoder else "fitting the vectorizer")
     vectorizer = build_vectorizer(spec.encoder).fit(texts_all)
     features = vectorizer.transform(texts_all)
