@@ -142,6 +142,9 @@ IdColumnOpt = Annotated[str | None, typer.Option(
 EncodingOpt = Annotated[str, typer.Option(
     "--encoding", metavar="NAME",
     help="Input text encoding (UTF-8 with or without BOM by default).")]
+DelimiterOpt = Annotated[str | None, typer.Option(
+    "--delimiter", metavar="CHAR", help="CSV delimiter, e.g. ';' or '\\t'. Default: Excel's "
+    "sep= line, else sniffed among , ; tab |.")]
 CategoryColumnOpt = Annotated[str, typer.Option(
     "--category-column", metavar="NAME", help="Column with the true category labels.")]
 SentimentColumnOpt = Annotated[str, typer.Option(
@@ -278,6 +281,7 @@ def classify(
     text_column: TextColumnOpt = None,
     id_column: IdColumnOpt = None,
     encoding: EncodingOpt = "utf-8-sig",
+    delimiter: DelimiterOpt = None,
     batch_size: Annotated[int, typer.Option(
         "--batch-size", metavar="N", min=1, max=100_000, help="Rows per batch.")] = 1000,
     max_text_chars: Annotated[int, typer.Option(
@@ -339,7 +343,8 @@ def classify(
             inputs=inputs, output=output, rejects=rejects, input_format=input_format,
             output_format=output_format,
             read=_read_options(text_column=text_column, id_column=id_column, encoding=encoding,
-                               batch_size=batch_size, max_text_chars=max_text_chars),
+                               batch_size=batch_size, max_text_chars=max_text_chars,
+                               delimiter=delimiter),
             threshold=threshold, workers=workers or _default_workers(),
             shard=shard_spec, max_reject_rate=max_reject_rate, dry_run=dry_run,
         )
@@ -747,6 +752,7 @@ def compare(
     category_column: CategoryColumnOpt = "category",
     sentiment_column: SentimentColumnOpt = "sentiment",
     encoding: EncodingOpt = "utf-8-sig",
+    delimiter: DelimiterOpt = None,
     show: Annotated[int, typer.Option(
         "--show", metavar="N", min=0,
         help="Changed tickets listed (all of them are in --json).")] = 10,
@@ -761,7 +767,7 @@ def compare(
     new, _ = _load(new_model)
     result = compare_models(
         old, new, data, _read_options(text_column=text_column, id_column=id_column,
-                                      encoding=encoding),
+                                      encoding=encoding, delimiter=delimiter),
         {"category": category_column, "sentiment": sentiment_column}, input_format)
     if as_json:
         typer.echo(json.dumps(result.as_dict(), indent=2))
