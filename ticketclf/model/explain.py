@@ -76,7 +76,6 @@ def answer(model: TicketModel, text: str, top: int = 3, with_reasons: bool = Fal
     if not text.strip():
         raise UsageError("the ticket text is empty", "pass the text of a ticket")
     from ..pipeline import Thresholds
-    from ..priority import priority_for
 
     proba = model.predict_proba([text])
     (prediction,) = predictions_from_proba(proba, model.label_table())
@@ -88,5 +87,5 @@ def answer(model: TicketModel, text: str, top: int = 3, with_reasons: bool = Fal
         if with_reasons else {}
     return TicketAnswer(
         ranked=ranked,
-        priority=priority_for(prediction.label("category"), prediction.label("sentiment"), text),
+        priority=model.taxonomy.priority.priority(prediction.labels, text),
         uncertain_heads=uncertain, reasons=reasons, model_version=model.version)
