@@ -79,8 +79,8 @@ class Taxonomy:
                 raise InvalidTaxonomy("not a table")
             check_keys("the file", data, {"business", "priority", *HEADS})
             heads = {}
-            for head in HEADS:
-                table = data.get(head, {})
+            for head in (h for h in HEADS if h in data):
+                table = data[head]
                 if not isinstance(table, dict):
                     raise InvalidTaxonomy(f"[{head}] must be a table of label = description")
                 heads[head] = {label: _one_line(f"the description of {label!r} in [{head}]",
