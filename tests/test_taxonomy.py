@@ -328,3 +328,23 @@ def test_metrics_carry_the_runs_taxonomys_label_values():
         samples = families[f"ticketclf_last_run_{head}_rows"]
         assert {s.labels[head] for s in samples} == values
         assert all(s.value == 0 for s in samples)
+
+
+def test_predict_takes_priority_from_the_models_own_rules(custom, cli):
+    r = cli("predict", "--json", "--model", custom[1], "we have had a power cut since noon")
+    assert r.code == 0, r
+    answer = json.loads(r.stdout)
+    assert answer["priority"] == "URGENT"  # the file's outage cue; the built-in rules lack it
+    assert {a["label"] for a in answer["heads"]["category"]} <= {"Money", "Leaving", "Other"}
+
+
+def test_evaluate_with_the_llm_asks_in_the_models_own_labels(custom, tmp_path, cli, gemini_env):
+    gemini_env.answer_for = lambda _text: answer_body("Money", "Unhappy", 0.9)
+    data = write_csv(tmp_path / "held_out.csv", ["text", "category", "sentiment"],
+                     custom_rows()[:6])
+    r = cli("evaluate", data, "--model", custom[1], "--llm", "--llm-threshold", "1.0", "--json")
+    assert r.code == 0, r
+    assert gemini_env.count == 6
+    enum = gemini_env.requests[0].body["generationConfig"]["responseJsonSchema"]["properties"]
+    assert enum["category"]["enum"] == ["Money", "Leaving", "Other", "UNKNOWN"]
+    assert json.loads(r.stdout)["hybrid"]["decided_by_llm"] == 6
