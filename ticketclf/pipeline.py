@@ -194,7 +194,7 @@ def classify_batches(
     """Results in input order, one per ticket; rejects pass through alongside."""
     times = times if times is not None else StageTimes()
     version = predictor.model.version
-    priority = predictor.model.taxonomy.priority.priority  # its cues compiled once, here
+    priority = predictor.model.taxonomy.priority.priority  # cues compiled when the card was read
     for batch, predictions in predictor.map(batches, times):
         t0 = time.perf_counter()
         decisions = decide(batch.tickets, predictions, thresholds, escalator)
