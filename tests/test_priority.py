@@ -1,8 +1,8 @@
-"""The priority rule table, one rule per test."""
+"""The built-in priority rule table (telecom.toml's [priority]), one rule per case."""
 
 import pytest
 
-from ticketclf.priority import priority_for
+from ticketclf.taxonomy import DEFAULT_TAXONOMY
 
 
 @pytest.mark.parametrize(
@@ -22,4 +22,5 @@ from ticketclf.priority import priority_for
     ],
 )
 def test_priority_rule_table(category, sentiment, text, expected):
-    assert priority_for(category, sentiment, text) == expected
+    labels = {"category": category, "sentiment": sentiment}
+    assert DEFAULT_TAXONOMY.priority.priority(labels, text) == expected

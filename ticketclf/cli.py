@@ -23,7 +23,7 @@ from typer.core import _click as click  # the click that Typer runs on (vendored
 
 from . import __version__
 from .config import DEFAULT_JOB, default_cache_dir, model_path
-from .errors import ConfigError, Interrupted, TicketclfError, exit_code_for
+from .errors import ConfigError, Interrupted, TicketclfError, UsageError, exit_code_for
 from .logs import LogFormat, LogLevel, setup_logging
 
 if TYPE_CHECKING:
@@ -70,11 +70,13 @@ class ErrorBoundary(TyperGroup):
 
 
 def _report_error(exc: BaseException, debug: bool) -> None:
+    from rich.markup import escape  # messages name things like [category]: text, not markup
+
     err = _console(stderr=True)
     if isinstance(exc, TicketclfError):
-        err.print(f"[red]error:[/red] {exc.message}", soft_wrap=True)
+        err.print(f"[red]error:[/red] {escape(exc.message)}", soft_wrap=True)
         if exc.hint:
-            err.print(f"  hint: {exc.hint}", soft_wrap=True)
+            err.print(f"  hint: {escape(exc.hint)}", soft_wrap=True)
     elif isinstance(exc, (Interrupted, KeyboardInterrupt)):
         err.print("interrupted: no output written; LLM answers so far are cached")
     else:
@@ -353,7 +355,7 @@ def classify(
             _llm_settings(max_llm_calls, llm_concurrency, llm_rpm, llm_input_price,
                           llm_output_price), dry_run))
         show_progress = not quiet and _console(stderr=True).is_terminal
-        with _escalation(config, report.llm, dry_run) as escalator, \
+        with _escalation(config, report.llm, dry_run, ticket_model) as escalator, \
                 _progress(show_progress) as on_progress:
             run_classify(job, ticket_model, model_dir, escalator=escalator,
                          on_progress=on_progress, report=report)
@@ -368,13 +370,15 @@ def _default_workers() -> int:
 
 
 @contextmanager
-def _escalation(config: Any, counters: Any, dry_run: bool) -> Iterator[CachedEscalation | None]:
+def _escalation(config: Any, counters: Any, dry_run: bool,
+                model: TicketModel) -> Iterator[CachedEscalation | None]:
     if config is None:
         yield None
         return
     from .llm import open_escalator
 
-    with open_escalator(config, counters, dry_run=dry_run) as escalator:
+    with open_escalator(config, counters, dry_run=dry_run,
+                        taxonomy=model.taxonomy) as escalator:
         yield escalator
 
 
@@ -487,10 +491,10 @@ def predict(
     out.print(f"priority: {result.priority}")
     out.print(f"language: {result.language}")
     if result.uncertain:
-        why = [f"{h} {c:.2f} < {t:.2f}" for h, (c, t) in result.uncertain_heads.items()]
+        reasons = [f"{h} {c:.2f} < {t:.2f}" for h, (c, t) in result.uncertain_heads.items()]
         if result.unseen_language:
-            why.append(f"language {result.language} not among the model's")
-        out.print(f"uncertain ({', '.join(why)}): a run escalates it to the LLM when that is "
+            reasons.append(f"language {result.language} not among the model's")
+        out.print(f"uncertain ({', '.join(reasons)}): a run escalates it to the LLM when that is "
                   "on, and flags it needs_review otherwise")
     else:
         out.print("confident: a run keeps the model's answer")
@@ -566,6 +570,32 @@ def cache_clear(cache_dir: CacheDirOpt = None) -> None:
     typer.echo(f"cache cleared: {directory} ({removed:,} answers removed)")
 
 
+taxonomy_app = typer.Typer(help="A model's labels, what each means, and its priority rules.",
+                           no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(taxonomy_app, name="taxonomy")
+
+
+@taxonomy_app.command("show")
+def taxonomy_show(
+    model: ModelOpt = None,
+    file: Annotated[Path | None, typer.Option(
+        "--file", metavar="FILE", help="Check and show a taxonomy file instead of a model's "
+        "(exit 78 naming what is wrong).")] = None,
+    as_toml: Annotated[bool, typer.Option(
+        "--toml", help="Print it as a taxonomy file: the template for `train --taxonomy`.")
+    ] = False,
+) -> None:
+    """Print the model's taxonomy: per head its labels and their descriptions, the business
+    the LLM is told about, and the priority rules in order (a model trained without
+    --taxonomy has the built-in telecom one)."""
+    from .taxonomy import Taxonomy
+
+    if file is not None and model is not None:
+        raise UsageError("--file and --model each name a taxonomy", "pass one of them")
+    taxonomy = Taxonomy.load(file) if file is not None else _load(model)[0].taxonomy
+    typer.echo(taxonomy.to_toml() if as_toml else taxonomy.describe(), nl=not as_toml)
+
+
 def _echo_cache_stats(directory: Path, by_prompt: bool) -> None:
     from .cache import AnswerCache
 
@@ -590,8 +620,13 @@ def train(
     encoding: EncodingOpt = "utf-8-sig",
     category_column: CategoryColumnOpt = "category",
     sentiment_column: SentimentColumnOpt = "sentiment",
+    taxonomy: Annotated[Path | None, typer.Option(
+        "--taxonomy", metavar="FILE", help="Your labels, their descriptions and priority rules "
+        "(TOML; template: `ticketclf taxonomy show --toml`). The data's labels must be in it. "
+        "Default: the built-in telecom taxonomy.")] = None,
     any_labels: Annotated[bool, typer.Option(
-        "--any-labels", help="Accept labels outside the built-in taxonomy.")] = False,
+        "--any-labels", help="Without --taxonomy: accept any labels (the model's taxonomy is "
+        "the labels seen, without descriptions but the built-in ones).")] = False,
     folds: Annotated[int, typer.Option(
         "--folds", metavar="N", min=0, max=20,
         help="Cross-validation folds for metrics and thresholds (0: none).")] = 3,
@@ -606,12 +641,14 @@ def train(
     """Train a model on labelled tickets; writes model.skops and card.json to the directory."""
     from .model.train import TrainSpec
     from .model.train import train as train_model
+    from .taxonomy import Taxonomy
 
     spec = TrainSpec(files=data, input_format=input_format,
                      read=_read_options(text_column=text_column, encoding=encoding),
                      label_columns={"category": category_column, "sentiment": sentiment_column},
-                     any_labels=any_labels, folds=folds, target_precision=target_precision,
-                     encoder=encoder)
+                     any_labels=any_labels,
+                     taxonomy=Taxonomy.load(taxonomy) if taxonomy else None,
+                     folds=folds, target_precision=target_precision, encoder=encoder)
     err = _console(stderr=True)
     with (err.status("training") if err.is_terminal else nullcontext()) as status:
         card = train_model(spec, output, progress=status.update if status else lambda _m: None)
@@ -688,7 +725,8 @@ def evaluate(
                                         no_cache, _llm_settings(max_llm_calls, llm_concurrency,
                                                                 llm_rpm)))
         stats = EscalationStats()
-        with open_escalator(config, stats) as escalator:  # type: ignore[arg-type]
+        with open_escalator(config, stats,  # type: ignore[arg-type]
+                            taxonomy=ticket_model.taxonomy) as escalator:
             result = evaluate_model(ticket_model, tickets, source, escalator, stats, threshold)
     else:
         result = evaluate_model(ticket_model, tickets, source)

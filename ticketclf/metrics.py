@@ -33,7 +33,6 @@ from . import __version__
 from .config import DEFAULT_JOB, secret
 from .errors import ConfigError, exit_code_for
 from .runner import CONFIDENCE_BUCKETS, RunReport, Shard
-from .schema import CATEGORIES, PRIORITIES, SENTIMENTS
 
 log = logging.getLogger("ticketclf.metrics")
 
@@ -43,7 +42,8 @@ ENV_TOKEN = "TICKETCLF_PUSHGATEWAY_TOKEN"
 ENV_USERNAME = "TICKETCLF_PUSHGATEWAY_USERNAME"
 ENV_PASSWORD = "TICKETCLF_PUSHGATEWAY_PASSWORD"
 
-# Label values pushed even at 0, so each family always replaces the previous run's.
+# Label values pushed even at 0, so each family always replaces the previous run's. Those of
+# the category, sentiment and priority families are the run's taxonomy's (its model's).
 OUTCOMES = ("classified", "rejected")
 DECIDERS = ("model", "llm")
 CACHE_RESULTS = ("hit", "miss")
@@ -167,13 +167,13 @@ class RunCollector(Collector):
                         {"classified": r.classified, "rejected": r.rejected}, OUTCOMES)
         yield _labelled("ticketclf_last_run_category_rows",
                         "Classified rows of the last run, by final category.", "category",
-                        r.categories, CATEGORIES)
+                        r.categories, r.taxonomy.labels("category"))
         yield _labelled("ticketclf_last_run_sentiment_rows",
                         "Classified rows of the last run, by final sentiment.", "sentiment",
-                        r.sentiments, SENTIMENTS)
+                        r.sentiments, r.taxonomy.labels("sentiment"))
         yield _labelled("ticketclf_last_run_priority_rows",
                         "Classified rows of the last run, by priority.", "priority",
-                        r.priorities, PRIORITIES)
+                        r.priorities, r.taxonomy.priority.levels)
         yield _gauge("ticketclf_last_run_needs_review_rows",
                      "Classified rows of the last run flagged for human review.", r.needs_review)
         yield _labelled("ticketclf_last_run_decisions",

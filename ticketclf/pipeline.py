@@ -17,7 +17,6 @@ from typing import Protocol
 from .io.readers import Batch
 from .model import TicketModel, load_model
 from .model.language import UNDETERMINED
-from .priority import priority_for
 from .schema import Prediction, Reject, Result, Ticket
 
 
@@ -204,6 +203,7 @@ def classify_batches(
     """Results in input order, one per ticket; rejects pass through alongside."""
     times = times if times is not None else StageTimes()
     version = predictor.model.version
+    priority = predictor.model.taxonomy.priority.priority  # cues compiled when the card was read
     for batch, predictions in predictor.map(batches, times):
         t0 = time.perf_counter()
         decisions = decide(batch.tickets, predictions, thresholds, escalator)
@@ -214,7 +214,7 @@ def classify_batches(
             results.append(Result(
                 ticket=ticket,
                 prediction=p,
-                priority=priority_for(p.label("category"), p.label("sentiment"), ticket.text),
+                priority=priority(p.labels, ticket.text),
                 decided_by=d.decided_by,  # type: ignore[arg-type]
                 cached=d.cached,
                 needs_review=d.needs_review,

@@ -34,6 +34,7 @@ from .llm.escalator import EscalationStats
 from .model import TicketModel
 from .pipeline import Escalator, Predictor, StageTimes, Thresholds, classify_batches
 from .schema import HEADS, Reject, Result
+from .taxonomy import DEFAULT_TAXONOMY, Taxonomy
 
 log = logging.getLogger("ticketclf.run")
 
@@ -106,6 +107,7 @@ class RunReport:
     success: bool = False
     exit_code: int | None = None
     model_version: str = ""
+    taxonomy: Taxonomy = DEFAULT_TAXONOMY  # the model's: its labels are the metrics' values
     output: str = ""
     rejects_path: str = ""
     rows_in: int = 0
@@ -170,7 +172,7 @@ def run_classify(
     output, rejects_path = resolve_outputs(job)
     out_fmt = output_format(output, job.output_format)
     report.output, report.rejects_path = output, rejects_path
-    report.model_version = model.version
+    report.model_version, report.taxonomy = model.version, model.taxonomy
     log.info("run started", extra={"event": "run_started", "run_id": report.run_id,
                                    "inputs": job.inputs, "output": output,
                                    "model_version": model.version})

@@ -1,4 +1,4 @@
-"""The taxonomy and the records that flow through a run."""
+"""The built-in labels and the records that flow through a run."""
 
 from __future__ import annotations
 
@@ -6,30 +6,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-CATEGORY_DESCRIPTIONS: dict[str, str] = {
-    "BILLING": "charges, bills, payments, refunds, direct debit, unexpected fees, price rises, "
-    "top-ups not credited",
-    "TECHNICAL": "customer-side equipment/app/service faults and setup: router, TV box, Wi-Fi, "
-    "SIM not recognised, voicemail, installation",
-    "NETWORK": "outages, no signal or coverage, slowness or drops caused by the network, "
-    "dropped calls, area-wide problems",
-    "ACCOUNT": "login/password, personal details, ownership transfer, SIM swap, porting in, "
-    "lost/stolen phone, fraud, privacy requests",
-    "PLAN": "sign-up, upgrade/downgrade, tariff info, add-ons, roaming, renewal, new device, "
-    "moving address",
-    "CANCELLATION": "wants to cancel, terminate, leave or switch provider; port-out codes; "
-    "disputes about cancelling",
-    "GENERAL": "praise, thanks, general questions, feedback about staff, anything else",
-}
-SENTIMENT_DESCRIPTIONS: dict[str, str] = {
-    "POSITIVE": "friendly, pleased or thankful",
-    "NEUTRAL": "matter-of-fact question or request",
-    "NEGATIVE": "unhappy or annoyed, not escalating",
-    "CRITICAL": "furious or escalating: threats to leave, legal action, regulator or media; "
-    "repeated failed contacts; vulnerable customers or safety risk; business losing money",
-}
-CATEGORIES: tuple[str, ...] = tuple(CATEGORY_DESCRIPTIONS)
-SENTIMENTS: tuple[str, ...] = tuple(SENTIMENT_DESCRIPTIONS)
+# The built-in taxonomy's labels (DESIGN.md section 2), which the shipped model predicts; what
+# each one means, and the priority rules, are in ticketclf/taxonomies/telecom.toml.
+CATEGORIES: tuple[str, ...] = ("BILLING", "TECHNICAL", "NETWORK", "ACCOUNT", "PLAN",
+                               "CANCELLATION", "GENERAL")
+SENTIMENTS: tuple[str, ...] = ("POSITIVE", "NEUTRAL", "NEGATIVE", "CRITICAL")
 PRIORITIES: tuple[str, ...] = ("LOW", "MEDIUM", "HIGH", "URGENT")
 HEADS: tuple[str, ...] = ("category", "sentiment")
 LABELS: dict[str, tuple[str, ...]] = {"category": CATEGORIES, "sentiment": SENTIMENTS}

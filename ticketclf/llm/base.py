@@ -9,11 +9,10 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ..taxonomy import UNKNOWN_CATEGORY  # the LLM's way to say no category fits
+
 if TYPE_CHECKING:
     from .prompt import Prompt
-
-
-UNKNOWN_CATEGORY = "UNKNOWN"  # the LLM's way to say no category fits
 
 
 @dataclass(frozen=True, slots=True)

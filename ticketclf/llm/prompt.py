@@ -21,7 +21,8 @@ PROMPT_VERSION = "2"
 
 
 def _bullets(descriptions: Mapping[str, str]) -> str:
-    return "\n".join(f"- {label}: {text}" for label, text in descriptions.items())
+    return "\n".join(f"- {label}: {text}" if text else f"- {label}"  # --any-labels: no text
+                     for label, text in descriptions.items())
 
 
 class Prompt:

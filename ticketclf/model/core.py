@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
 from ..schema import Prediction
+from ..taxonomy import Taxonomy
 
 
 class TicketModel:
@@ -19,6 +21,12 @@ class TicketModel:
     @property
     def version(self) -> str:
         return str(self.card.get("version", ""))
+
+    @cached_property
+    def taxonomy(self) -> Taxonomy:
+        """The card's taxonomy (the built-in one for a card without it); ConfigError when the
+        card's is broken."""
+        return Taxonomy.from_card(self.card)
 
     def labels(self, head: str) -> list[str]:
         return [str(c) for c in self.heads[head].classes_]

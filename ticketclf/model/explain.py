@@ -78,7 +78,6 @@ def answer(model: TicketModel, text: str, top: int = 3, with_reasons: bool = Fal
     if not text.strip():
         raise UsageError("the ticket text is empty", "pass the text of a ticket")
     from ..pipeline import Thresholds
-    from ..priority import priority_for
     from .language import detect_languages
 
     proba = model.predict_proba([text])
@@ -91,6 +90,6 @@ def answer(model: TicketModel, text: str, top: int = 3, with_reasons: bool = Fal
         if with_reasons else {}
     return TicketAnswer(
         ranked=ranked,
-        priority=priority_for(prediction.label("category"), prediction.label("sentiment"), text),
+        priority=model.taxonomy.priority.priority(prediction.labels, text),
         uncertain_heads=uncertain, reasons=reasons, model_version=model.version,
         language=prediction.language, unseen_language=thresholds.unseen_language(prediction))

@@ -29,7 +29,8 @@ from ..evaluate import head_metrics, threshold_for_precision
 from ..io.labelled import read_labelled
 from ..io.readers import ReadOptions
 from ..io.sources import STDIN
-from ..schema import LABELS
+from ..priority import InvalidTaxonomy
+from ..taxonomy import DEFAULT_TAXONOMY, Taxonomy
 from .encoder import SentenceEncoder, encoder_card, encoder_libraries, remembering
 from .language import training_languages
 from .neighbours import NeighbourProduct
@@ -89,6 +90,7 @@ class TrainSpec:
     read: ReadOptions = field(default_factory=ReadOptions)
     input_format: str | None = None
     any_labels: bool = False
+    taxonomy: Taxonomy | None = None  # None: the built-in one (or, with any_labels, the data's)
     folds: int = 3
     target_precision: float = 0.9
     encoder: bool = False
@@ -116,13 +118,31 @@ def _heads_present(data: pd.DataFrame, spec: TrainSpec) -> dict[str, str]:
                         "name them with --category-column / --sentiment-column")
     for head, column in heads.items():
         labels = set(data.loc[data[column] != "", column])
-        unknown = sorted(labels - set(LABELS.get(head, ())))
-        if unknown and not spec.any_labels:
+        unknown = [] if spec.any_labels and spec.taxonomy is None else sorted(
+            labels - set((spec.taxonomy or DEFAULT_TAXONOMY).labels(head)))
+        if unknown and spec.taxonomy is not None:
+            raise DataError(f"{head} labels missing from the taxonomy {spec.taxonomy.source}: "
+                            f"{', '.join(unknown[:10])}", "add them to the file, or relabel them")
+        if unknown:
             raise DataError(f"{head} labels outside the taxonomy: {', '.join(unknown[:10])}",
-                            "relabel them, or pass --any-labels to train on your own labels")
+                            "relabel them, pass --taxonomy FILE with your labels, or "
+                            "--any-labels to train on the labels as they are")
         if len(labels) < 2:
             raise DataError(f"{head} needs at least two labels, found {sorted(labels)}")
     return heads
+
+
+def _taxonomy(spec: TrainSpec, data: pd.DataFrame, heads: dict[str, str]) -> Taxonomy:
+    """The model's taxonomy: the file's; the built-in one; or, for --any-labels, the labels."""
+    if spec.taxonomy is not None:
+        return spec.taxonomy
+    if not spec.any_labels:
+        return DEFAULT_TAXONOMY
+    try:
+        return Taxonomy.from_labels({h: set(data.loc[data[c] != "", c]) for h, c in heads.items()})
+    except InvalidTaxonomy as exc:
+        raise DataError(f"the training labels cannot be used: {exc}",
+                        "relabel them, or pass --taxonomy FILE") from None
 
 
 def _out_of_fold(texts: np.ndarray, y: np.ndarray, spec: TrainSpec, head: str,
@@ -148,9 +168,13 @@ def train(spec: TrainSpec, model_dir: Path,
     """Train every head whose labels are present, save the model and return its card."""
     if spec.folds == 1 or spec.folds < 0:
         raise UsageError("--folds must be 0 (no cross-validation) or at least 2")
+    if spec.any_labels and spec.taxonomy is not None:
+        raise UsageError("--any-labels and --taxonomy: the file's labels are the allowed ones",
+                         "drop --any-labels")
     started = time.perf_counter()
     data, sources = load_training_data(spec)
     heads = _heads_present(data, spec)
+    taxonomy = _taxonomy(spec, data, heads)
     texts_all = data["text"].to_numpy()
     progress("encoding sentences" if spec.encoder else "fitting the vectorizer")
     vectorizer = build_vectorizer(spec.encoder).fit(texts_all)
@@ -176,6 +200,7 @@ def train(spec: TrainSpec, model_dir: Path,
         "created": _created(),
         "labels": {head: [str(c) for c in clf.classes_] for head, clf in fitted.items()},
         "languages": training_languages(texts_all),
+        "taxonomy": taxonomy.card_entry(),
         "thresholds": thresholds or {h: 0.5 for h in fitted},
         "target_precision": spec.target_precision,
         "metrics": {"folds": spec.folds, **metrics},
