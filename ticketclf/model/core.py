@@ -6,8 +6,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from scipy import sparse
 
 from ..schema import Prediction
+
+# A ticket without a single known feature keeps the model's ranking of labels (its prior
+# guess) but with its probabilities scaled to about zero: no threshold trusts it.
+NO_EVIDENCE_SCALE = 1e-6
 
 
 class TicketModel:
@@ -29,13 +34,32 @@ class TicketModel:
 
     def predict_proba(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         features = self.vectorizer.transform(texts)
-        return {head: clf.predict_proba(features) for head, clf in self.heads.items()}
+        proba = {head: clf.predict_proba(features) for head, clf in self.heads.items()}
+        return distrust_featureless(features, proba)
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         return predictions_from_proba(self.predict_proba(texts), self.label_table())
 
     def label_table(self) -> dict[str, list[str]]:
         return {head: self.labels(head) for head in self.heads}
+
+
+def distrust_featureless(features: Any, proba: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Rows whose feature vector is all zero (a script or language the model never saw, emoji
+    or zero-width characters only) carry no evidence; without this the model answers them
+    with its intercepts alone, confidently (GENERAL 0.44, NEUTRAL 0.74). Their confidence
+    becomes ~0, so they are escalated, or flagged needs_review, under any threshold."""
+    counts = features.getnnz(axis=1) if sparse.issparse(features) \
+        else np.count_nonzero(features, axis=1)
+    empty = np.asarray(counts).ravel() == 0
+    if not empty.any():
+        return proba
+    out = {}
+    for head, p in proba.items():
+        p = p.copy()
+        p[empty] *= NO_EVIDENCE_SCALE
+        out[head] = p
+    return out
 
 
 def predictions_from_proba(
