@@ -18,8 +18,6 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import skops.io as sio
-
 from ..errors import ConfigError, OutputError
 from ..io.writers import AtomicFile
 
@@ -48,6 +46,33 @@ TRUSTED_TYPES = [
     "ticketclf.model.encoder.SentenceEncoder",
     "ticketclf.model.neighbours.NeighbourProduct",
 ]
+
+
+def _import_skops_io() -> Any:
+    """skops.io, imported with an empty default allow-list.
+
+    On import, skops lists every scikit-learn estimator (`all_estimators()`, which imports
+    every scikit-learn module) as trusted by default, and adds that list to any `trusted=`
+    given. We always pass TRUSTED_TYPES, so the default only widened what loads; building it
+    cost every process ~1.5 s and ~100 MiB (bench/RESULTS.md), and checking each node against
+    it most of the load time. With it empty, exactly TRUSTED_TYPES (plus skops' primitives
+    and containers) load."""
+    import sys
+
+    if "skops.io" in sys.modules:
+        return sys.modules["skops.io"]
+    import sklearn.utils
+
+    listed = sklearn.utils.all_estimators
+    sklearn.utils.all_estimators = lambda *_args, **_kwargs: []
+    try:
+        import skops.io
+    finally:
+        sklearn.utils.all_estimators = listed
+    return skops.io
+
+
+sio = _import_skops_io()
 
 
 def resolve_model_dir(path: Path) -> Path:
