@@ -126,6 +126,22 @@ def bounded_workers(requested: int, per_worker: int = WORKER_MEMORY_BYTES) -> in
     return workers
 
 
+@dataclass(slots=True)
+class Scored:
+    """The model's side of one batch: a prediction per ticket, and the priority it implies
+    (computed where the model ran, in a worker when there are workers, so the parent, which
+    reads and writes for all of them, does not)."""
+
+    predictions: list[Prediction]
+    priorities: list[str]
+
+
+def score(model: TicketModel, texts: list[str]) -> Scored:
+    predictions = model.predict(texts) if texts else []
+    return Scored(predictions, [priority_for(p.category, p.sentiment, text)
+                                for p, text in zip(predictions, texts, strict=True)])
+
+
 class _Failed:
     """What a worker sends back instead of predictions when the model raised."""
 
@@ -151,7 +167,7 @@ def _serve(model: TicketModel, tasks: Connection, results: Connection) -> None:
     while (message := queue.get()) is not None:
         texts = pickle.loads(message)
         try:
-            reply: list[Prediction] | _Failed = model.predict(texts)
+            reply: Scored | _Failed = score(model, texts)
         except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
             reply = _Failed(f"{type(exc).__name__}: {exc}")
         results.send(reply)
@@ -162,7 +178,7 @@ class _Worker:
     pid: int
     tasks: Connection  # parent -> worker: pickled lists of texts
     results: Connection  # worker -> parent: predictions; EOF when the worker is gone
-    done: deque[list[Prediction]] = field(default_factory=deque)
+    done: deque[Scored] = field(default_factory=deque)
     in_flight: int = 0
 
 
@@ -213,8 +229,8 @@ class Predictor:
 
     def map(
         self, batches: Iterable[Batch], times: StageTimes
-    ) -> Iterator[tuple[Batch, list[Prediction]]]:
-        """(batch, predictions) in input order. The first batch is always predicted here, so
+    ) -> Iterator[tuple[Batch, Scored]]:
+        """(batch, its scores) in input order. The first batch is always predicted here, so
         small inputs never pay for starting processes and a pipe's first rows come out at once;
         from the second batch on, worker processes take over when there is more than one."""
         pending: deque[tuple[Batch, _Worker]] = deque()
@@ -237,12 +253,11 @@ class Predictor:
         finally:
             self.close()
 
-    def _predict_here(self, batch: Batch, times: StageTimes) -> list[Prediction]:
+    def _predict_here(self, batch: Batch, times: StageTimes) -> Scored:
         t0 = time.perf_counter()
-        texts = [t.text for t in batch.tickets]
-        predictions = self.model.predict(texts) if texts else []
+        scored = score(self.model, [t.text for t in batch.tickets])
         times.model += time.perf_counter() - t0
-        return predictions
+        return scored
 
     def _start_pool(self) -> list[_Worker]:
         # Frozen objects are skipped by the garbage collector, so its passes do not write to
@@ -279,7 +294,7 @@ class Predictor:
 
     def _collect(
         self, pending: deque[tuple[Batch, _Worker]], times: StageTimes
-    ) -> tuple[Batch, list[Prediction]]:
+    ) -> tuple[Batch, Scored]:
         batch, worker = pending.popleft()
         t0 = time.perf_counter()
         while not worker.done:
@@ -363,17 +378,20 @@ def classify_batches(
     """Results in input order, one per ticket; rejects pass through alongside."""
     times = times if times is not None else StageTimes()
     version = predictor.model.version
-    for batch, predictions in predictor.map(batches, times):
+    for batch, scored in predictor.map(batches, times):
         t0 = time.perf_counter()
-        decisions = decide(batch.tickets, predictions, thresholds, escalator)
+        decisions = decide(batch.tickets, scored.predictions, thresholds, escalator)
         times.llm += time.perf_counter() - t0
         results = []
-        for ticket, d in zip(batch.tickets, decisions, strict=True):
+        for ticket, d, local, priority in zip(batch.tickets, decisions, scored.predictions,
+                                              scored.priorities, strict=True):
             p = d.prediction
+            if p != local:  # the LLM changed the labels: their priority, not the model's
+                priority = priority_for(p.category, p.sentiment, ticket.text)
             results.append(Result(
                 ticket=ticket,
                 prediction=p,
-                priority=priority_for(p.category, p.sentiment, ticket.text),
+                priority=priority,
                 decided_by=d.decided_by,  # type: ignore[arg-type]
                 cached=d.cached,
                 needs_review=d.needs_review,
