@@ -12,6 +12,7 @@ import pickle
 import signal
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -185,7 +186,13 @@ class _Worker:
 def _fork_worker(model: TicketModel) -> _Worker:
     tasks_r, tasks_w = multiprocessing.Pipe(duplex=False)
     results_r, results_w = multiprocessing.Pipe(duplex=False)
-    pid = os.fork()
+    with warnings.catch_warnings():
+        # Python >= 3.12 warns when other threads exist (the LLM's, a progress bar's): a lock
+        # one of them holds stays locked in the child. The child takes none of theirs: it
+        # predicts, and talks only over its own two pipes.
+        warnings.filterwarnings("ignore", r"This process .* is multi-threaded",
+                                DeprecationWarning)
+        pid = os.fork()
     if pid == 0:  # the worker: never returns, never runs the parent's exit handlers
         code = 0
         try:
