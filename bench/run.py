@@ -199,6 +199,7 @@ def classify_run(path: Path, workers: int, model: Path = SHIPPED) -> Run:
     with open(out, "rb") as f:
         rows = sum(1 for _ in f) - 1
     out.unlink()
+    Path(f"{out}.rejects.jsonl").unlink(missing_ok=True)
     return Run(rows / seconds, seconds, rss // 1024, pss // 1024, procs)
 
 
@@ -210,6 +211,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--no-shipped", action="store_true", help="measure word12 only")
     args = parser.parse_args()
+    print(f"machine: {platform.processor() or platform.machine()}, "
+          f"{len(os.sched_getaffinity(0))} CPUs, Python {platform.python_version()}, "
+          f"workers {args.workers}, load average {os.getloadavg()[0]:.1f} at the start")
+    print(f"speed input: {args.rows:,} rows; memory: {args.small:,} and {args.rss_rows:,} rows\n",
+          flush=True)
     with tempfile.TemporaryDirectory(prefix="ticketclf-bench-") as tmp:
         speed, small, large = (Path(tmp) / f"{n}.csv" for n in ("speed", "small", "large"))
         generate(speed, args.rows, seed=3)
@@ -220,32 +226,24 @@ def main() -> None:
             models[f"shipped {load_model(SHIPPED).version}"] = SHIPPED
         texts = read_texts(speed)
         plain = plain_rows_per_second(texts)
-        figures = {}
-        for name, model in models.items():
+        print(f"(p) plain one-process script: {plain:,.0f} rows/s\n")
+        print("| model | (b) classify | (b) / (p) | (a) bare, N processes | (b) / (a) | "
+              f"peak RSS / PSS, {args.small:,} | peak RSS / PSS, {args.rss_rows:,} | "
+              "PSS large / small | processes |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|", flush=True)
+        for name, model in models.items():  # each row printed as soon as it is measured
             e2e = classify_run(speed, args.workers, model)
             bare = bare_rows_per_second(model, texts, args.workers)
-            figures[name] = (e2e, bare, classify_run(small, args.workers, model),
-                             classify_run(large, args.workers, model))
+            lo = classify_run(small, args.workers, model)
+            hi = classify_run(large, args.workers, model)
+            print(f"| {name} | {e2e.rows_per_second:,.0f} rows/s ({e2e.seconds:.1f} s) | "
+                  f"**{e2e.rows_per_second / plain:.2f}** | {bare:,.0f} rows/s | "
+                  f"{e2e.rows_per_second / bare:.2f} | {lo.peak_rss_mib} / {lo.peak_pss_mib} MiB "
+                  f"| {hi.peak_rss_mib} / {hi.peak_pss_mib} MiB | "
+                  f"{hi.peak_pss_mib / lo.peak_pss_mib:.2f} | {hi.processes} |", flush=True)
         plain_again = plain_rows_per_second(texts)  # the machine drifts: bracket the run
-        size_mb = speed.stat().st_size / 1e6
-    print(f"machine: {platform.processor() or platform.machine()}, "
-          f"{len(os.sched_getaffinity(0))} CPUs, Python {platform.python_version()}, "
-          f"workers {args.workers}, load average {os.getloadavg()[0]:.1f} at the end")
-    print(f"speed input: {args.rows:,} rows ({size_mb:.0f} MB); memory: {args.small:,} and "
-          f"{args.rss_rows:,} rows\n")
-    base = (plain + plain_again) / 2
-    print(f"(p) plain one-process script: {plain:,.0f} rows/s before, {plain_again:,.0f} after\n")
-    print("| model | (b) classify | (b) / (p) | (a) bare, N processes | (b) / (a) | "
-          f"peak RSS / PSS, {args.small:,} | peak RSS / PSS, {args.rss_rows:,} | "
-          "PSS large / small | processes |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for name, (e2e, bare, lo, hi) in figures.items():
-        print(f"| {name} | {e2e.rows_per_second:,.0f} rows/s ({e2e.seconds:.1f} s) | "
-              f"**{e2e.rows_per_second / base:.2f}** | {bare:,.0f} rows/s | "
-              f"{e2e.rows_per_second / bare:.2f} | {lo.peak_rss_mib} / {lo.peak_pss_mib} MiB | "
-              f"{hi.peak_rss_mib} / {hi.peak_pss_mib} MiB | "
-              f"{hi.peak_pss_mib / lo.peak_pss_mib:.2f} | {hi.processes} |")
-
+    print(f"\n(p) again at the end: {plain_again:,.0f} rows/s; load average "
+          f"{os.getloadavg()[0]:.1f}")
 
 if __name__ == "__main__":
     main()
