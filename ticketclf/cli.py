@@ -636,6 +636,9 @@ def train(
     encoder: Annotated[bool, typer.Option(
         "--encoder", help="Add the pretrained all-MiniLM-L6-v2 sentence encoder: more accurate, "
         "much slower to train and classify (needs the optional install: README).")] = False,
+    min_examples: Annotated[int | None, typer.Option(
+        "--min-examples", min=1, show_default=False, help="Drop labels with fewer examples, "
+        "with a warning naming them. Default: what the folds need (8 with --folds 3).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the model card as JSON.")] = False,
 ) -> None:
     """Train a model on labelled tickets; writes model.skops and card.json to the directory."""
@@ -648,7 +651,8 @@ def train(
                      label_columns={"category": category_column, "sentiment": sentiment_column},
                      any_labels=any_labels,
                      taxonomy=Taxonomy.load(taxonomy) if taxonomy else None,
-                     folds=folds, target_precision=target_precision, encoder=encoder)
+                     folds=folds, target_precision=target_precision, encoder=encoder,
+                     min_examples=min_examples)
     err = _console(stderr=True)
     with (err.status("training") if err.is_terminal else nullcontext()) as status:
         card = train_model(spec, output, progress=status.update if status else lambda _m: None)

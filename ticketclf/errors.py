@@ -13,6 +13,7 @@ class ExitCode(IntEnum):
     USAGE = 2
     DATA = 65  # EX_DATAERR
     NO_INPUT = 66  # EX_NOINPUT
+    SOFTWARE = 70  # EX_SOFTWARE: a model worker process died mid-run
     CANT_CREATE = 73  # EX_CANTCREAT
     CONFIG = 78  # EX_CONFIG
     SIGINT = 130
@@ -55,6 +56,12 @@ class ConfigError(TicketclfError):
     """Bad model file, bad setting, LLM forced on without a key."""
 
     exit_code = ExitCode.CONFIG
+
+
+class WorkerDied(TicketclfError):
+    """A model worker process died mid-run (the OOM killer's SIGKILL, typically)."""
+
+    exit_code = ExitCode.SOFTWARE
 
 
 class Interrupted(BaseException):

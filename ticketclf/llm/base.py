@@ -61,7 +61,11 @@ class LLMAnswer:
             raise InvalidAnswer("sentiment is off the enum")
         if isinstance(confidence, bool) or not isinstance(confidence, int | float):
             raise InvalidAnswer("confidence is not a number")
-        return cls(str(category), str(sentiment), min(max(float(confidence), 0.0), 1.0))
+        # NaN compares false both ways, so it fails this test too; clamping 7.5 or -1 would
+        # turn an answer that misread the schema into a confident one.
+        if not 0.0 <= confidence <= 1.0:
+            raise InvalidAnswer("confidence is not a finite number between 0 and 1")
+        return cls(str(category), str(sentiment), float(confidence))
 
     def as_dict(self) -> dict[str, Any]:
         return {"category": self.category, "sentiment": self.sentiment,

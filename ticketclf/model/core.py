@@ -7,9 +7,14 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
+from scipy import sparse
 
 from ..schema import Prediction
 from ..taxonomy import Taxonomy
+
+# A ticket without a single known feature keeps the model's ranking of labels (its prior
+# guess) but with its probabilities scaled to about zero: no threshold trusts it.
+NO_EVIDENCE_SCALE = 1e-6
 
 
 class TicketModel:
@@ -37,7 +42,8 @@ class TicketModel:
 
     def predict_proba(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         features = self.vectorizer.transform(texts)
-        return {head: clf.predict_proba(features) for head, clf in self.heads.items()}
+        proba = {head: clf.predict_proba(features) for head, clf in self.heads.items()}
+        return distrust_featureless(features, proba)
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         """Each text's labels and confidences, and its language."""
@@ -69,6 +75,24 @@ def ranked_labels(proba_row: np.ndarray, labels: Sequence[str],
     """One row's labels with their probabilities, most probable first."""
     order = np.argsort(-proba_row, kind="stable")[:top]
     return [(str(labels[i]), float(proba_row[i])) for i in order]
+
+
+def distrust_featureless(features: Any, proba: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Rows whose feature vector is all zero (a script or language the model never saw, emoji
+    or zero-width characters only) carry no evidence; without this the model answers them
+    with its intercepts alone, confidently (GENERAL 0.44, NEUTRAL 0.74). Their confidence
+    becomes ~0, so they are escalated, or flagged needs_review, under any threshold."""
+    counts = features.getnnz(axis=1) if sparse.issparse(features) \
+        else np.count_nonzero(features, axis=1)
+    empty = np.asarray(counts).ravel() == 0
+    if not empty.any():
+        return proba
+    out = {}
+    for head, p in proba.items():
+        p = p.copy()
+        p[empty] *= NO_EVIDENCE_SCALE
+        out[head] = p
+    return out
 
 
 def predictions_from_proba(

@@ -2,6 +2,8 @@
 
 Loading never runs pickle: skops rebuilds only the types listed in TRUSTED_TYPES and refuses
 anything else, and a file whose hash differs from its card is refused before it is parsed.
+The card seals itself too (`card_sha256`, over its own canonical JSON), so hand-edited
+thresholds or labels are refused rather than silently used.
 """
 
 from __future__ import annotations
@@ -9,13 +11,12 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import skops.io as sio
 
 from ..errors import ConfigError, OutputError
 from ..io.writers import AtomicFile
@@ -45,6 +46,33 @@ TRUSTED_TYPES = [
     "ticketclf.model.encoder.SentenceEncoder",
     "ticketclf.model.neighbours.NeighbourProduct",
 ]
+
+
+def _import_skops_io() -> Any:
+    """skops.io, imported with an empty default allow-list.
+
+    On import, skops lists every scikit-learn estimator (`all_estimators()`, which imports
+    every scikit-learn module) as trusted by default, and adds that list to any `trusted=`
+    given. We always pass TRUSTED_TYPES, so the default only widened what loads; building it
+    cost every process ~1.5 s and ~100 MiB (bench/RESULTS.md), and checking each node against
+    it most of the load time. With it empty, exactly TRUSTED_TYPES (plus skops' primitives
+    and containers) load."""
+    import sys
+
+    if "skops.io" in sys.modules:
+        return sys.modules["skops.io"]
+    import sklearn.utils
+
+    listed = sklearn.utils.all_estimators
+    sklearn.utils.all_estimators = lambda *_args, **_kwargs: []
+    try:
+        import skops.io
+    finally:
+        sklearn.utils.all_estimators = listed
+    return skops.io
+
+
+sio = _import_skops_io()
 
 
 def resolve_model_dir(path: Path) -> Path:
@@ -101,13 +129,52 @@ def save_model(model_dir: Path, artifacts: dict[str, Any], card: dict[str, Any])
         raise OutputError(f"cannot create {model_dir}: {exc.strerror}") from exc
     data = reproducible_zip(sio.dumps(artifacts))
     sha = hashlib.sha256(data).hexdigest()
-    card = {**card, "version": sha[:12], "model_file": MODEL_FILE, "sha256": sha,
-            "size_bytes": len(data)}
+    card = seal_card({**card, "version": sha[:12], "model_file": MODEL_FILE, "sha256": sha,
+                      "size_bytes": len(data)})
     with AtomicFile(model_dir / MODEL_FILE) as f:
         f.write(data)
     with AtomicFile(model_dir / CARD_FILE) as f:
         f.write((json.dumps(card, indent=2, sort_keys=False) + "\n").encode())
     return card
+
+
+def card_digest(card: dict[str, Any]) -> str:
+    """SHA-256 of the card's canonical JSON (sorted keys, no whitespace), without its seal."""
+    body = {k: v for k, v in card.items() if k != "card_sha256"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                           allow_nan=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def seal_card(card: dict[str, Any]) -> dict[str, Any]:
+    """The card with `card_sha256` set over the rest of it (last, so it reads as a footer)."""
+    body = {k: v for k, v in card.items() if k != "card_sha256"}
+    return {**body, "card_sha256": card_digest(body)}
+
+
+def _check_card(card: dict[str, Any], card_path: Path) -> None:
+    """Refuse a card that was edited after training, or whose thresholds are not numbers."""
+    hint = "retrain, or restore the card"
+    if "sha256" not in card:
+        raise ConfigError(f"model card {card_path} has no sha256", hint)
+    thresholds = card.get("thresholds", {})
+    if not isinstance(thresholds, dict):
+        raise ConfigError(f"model card {card_path}: thresholds is not a mapping", hint)
+    for head, value in thresholds.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) \
+                or not math.isfinite(value) or not 0.0 <= value <= 1.0:
+            raise ConfigError(f"model card {card_path}: threshold for {head!r} is not a number "
+                              "between 0 and 1", hint)
+    if card.get("card_sha256") is None:
+        raise ConfigError(f"model card {card_path} is not sealed (no card_sha256): it was "
+                          "made by an older ticketclf or edited", hint)
+    try:
+        digest = card_digest(card)
+    except ValueError:  # NaN / Infinity somewhere: canonical JSON refuses them
+        digest = ""
+    if digest != card["card_sha256"]:
+        raise ConfigError(f"model card {card_path} was changed after training "
+                          "(its content does not match its card_sha256)", hint)
 
 
 def read_card(model_dir: Path) -> dict[str, Any]:
@@ -119,8 +186,10 @@ def read_card(model_dir: Path) -> dict[str, Any]:
         card = json.loads(card_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ConfigError(f"model card {card_path} is unreadable: {exc}") from exc
-    if not isinstance(card, dict) or "sha256" not in card:
-        raise ConfigError(f"model card {card_path} has no sha256", "retrain or restore the card")
+    if not isinstance(card, dict):
+        raise ConfigError(f"model card {card_path} is not a JSON object",
+                          "retrain, or restore the card")
+    _check_card(card, card_path)
     return card
 
 

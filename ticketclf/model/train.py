@@ -3,6 +3,7 @@ out-of-fold predictions for honest metrics and per-head confidence thresholds.""
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import time
@@ -37,6 +38,8 @@ from .neighbours import NeighbourProduct
 from .store import file_sha256, save_model
 
 SEED = 20261126
+
+log = logging.getLogger("ticketclf.train")
 
 
 def build_vectorizer(encoder: bool = False) -> FeatureUnion:
@@ -94,6 +97,22 @@ class TrainSpec:
     folds: int = 3
     target_precision: float = 0.9
     encoder: bool = False
+    # Labels with fewer examples are dropped (with a warning); None: what the folds need.
+    min_examples: int | None = None
+
+
+def examples_needed(spec: TrainSpec) -> int:
+    """Fewest examples a label needs so that every fit sees it in each of its folds: the
+    classifier's own folds (StackingClassifier's cv), inside the training part of each
+    cross-validation fold when there are any."""
+    inner = getattr(build_classifier(spec.encoder), "cv", None)
+    inner = inner if isinstance(inner, int) else 1
+    if spec.folds < 2:
+        return inner
+    n = max(inner, spec.folds)
+    while n - -(-n // spec.folds) < inner:  # the largest held-out part is ceil(n / folds)
+        n += 1
+    return n
 
 
 def load_training_data(spec: TrainSpec) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
@@ -109,6 +128,21 @@ def load_training_data(spec: TrainSpec) -> tuple[pd.DataFrame, list[dict[str, An
     # folds are taken in order, so sorted rows would give folds with different sub-topics.
     data = data.sample(frac=1.0, random_state=SEED).reset_index(drop=True)
     return data, sources
+
+
+def _drop_rare_labels(data: pd.DataFrame, spec: TrainSpec, head: str,
+                      column: str) -> dict[str, int]:
+    """Blank the labels of `head` with fewer than min_examples rows (the rows still train the
+    other heads); returns what was dropped, label -> rows."""
+    minimum = spec.min_examples if spec.min_examples is not None else examples_needed(spec)
+    counts = data.loc[data[column] != "", column].value_counts()
+    rare = {str(label): int(n) for label, n in sorted(counts.items()) if n < minimum}
+    if rare:
+        data.loc[data[column].isin(list(rare)), column] = ""
+        log.warning(f"{head}: dropped labels with fewer than {minimum} examples: "
+                    + ", ".join(f"{label} ({n})" for label, n in rare.items()),
+                    extra={"event": "labels_dropped", "head": head, "labels": rare})
+    return rare
 
 
 def _heads_present(data: pd.DataFrame, spec: TrainSpec) -> dict[str, str]:
@@ -127,8 +161,6 @@ def _heads_present(data: pd.DataFrame, spec: TrainSpec) -> dict[str, str]:
             raise DataError(f"{head} labels outside the taxonomy: {', '.join(unknown[:10])}",
                             "relabel them, pass --taxonomy FILE with your labels, or "
                             "--any-labels to train on the labels as they are")
-        if len(labels) < 2:
-            raise DataError(f"{head} needs at least two labels, found {sorted(labels)}")
     return heads
 
 
@@ -143,6 +175,14 @@ def _taxonomy(spec: TrainSpec, data: pd.DataFrame, heads: dict[str, str]) -> Tax
     except InvalidTaxonomy as exc:
         raise DataError(f"the training labels cannot be used: {exc}",
                         "relabel them, or pass --taxonomy FILE") from None
+
+
+def _enough_labels(data: pd.DataFrame, heads: dict[str, str]) -> None:
+    for head, column in heads.items():
+        labels = set(data.loc[data[column] != "", column])
+        if len(labels) < 2:
+            raise DataError(f"{head} needs at least two labels with enough examples, found "
+                            f"{sorted(labels)}", "add examples, or lower --min-examples")
 
 
 def _out_of_fold(texts: np.ndarray, y: np.ndarray, spec: TrainSpec, head: str,
@@ -172,8 +212,16 @@ def train(spec: TrainSpec, model_dir: Path,
         raise UsageError("--any-labels and --taxonomy: the file's labels are the allowed ones",
                          "drop --any-labels")
     started = time.perf_counter()
+    needed = examples_needed(spec)
+    if spec.min_examples is not None and spec.min_examples < needed:
+        raise UsageError(f"--min-examples {spec.min_examples} is below the {needed} examples a "
+                         f"label needs for {spec.folds} cross-validation folds",
+                         "raise it, or pass --folds 0")
     data, sources = load_training_data(spec)
     heads = _heads_present(data, spec)
+    dropped = {head: rare for head, column in heads.items()
+               if (rare := _drop_rare_labels(data, spec, head, column))}
+    _enough_labels(data, heads)
     taxonomy = _taxonomy(spec, data, heads)
     texts_all = data["text"].to_numpy()
     progress("encoding sentences" if spec.encoder else "fitting the vectorizer")
@@ -206,7 +254,8 @@ def train(spec: TrainSpec, model_dir: Path,
         "metrics": {"folds": spec.folds, **metrics},
         "training_data": {"files": sources, "rows": int(len(data)),
                           "rows_per_head": {h: int((data[c] != "").sum())
-                                            for h, c in heads.items()}},
+                                            for h, c in heads.items()},
+                          "dropped_labels": dropped},
         "recipe": {"vectorizer": repr(build_vectorizer(spec.encoder)),
                    "classifier": repr(build_classifier(spec.encoder)), "seed": SEED,
                    **({"encoder": {**encoder_card(), "neighbour_check": [
