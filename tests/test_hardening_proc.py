@@ -257,7 +257,8 @@ def test_text_without_known_features_is_escalated_when_the_llm_is_on(
 
 # --- LLM confidences that are not probabilities ----------------------------------------
 
-LOCAL = Prediction("GENERAL", 0.41, "NEUTRAL", 0.38)
+LOCAL = Prediction({"category": "GENERAL", "sentiment": "NEUTRAL"},
+                   {"category": 0.41, "sentiment": 0.38})
 
 
 @pytest.mark.parametrize("confidence", ["NaN", "Infinity", "7.5", "-1", "1.0000001"])
@@ -283,4 +284,4 @@ def test_an_llm_confidence_of_exactly_0_or_1_is_accepted(fake_gemini):
                        timeout_seconds=5.0, cache_dir=None)
     with open_escalator(config, EscalationStats()) as esc:
         (decision,) = esc.resolve([(Ticket("t.csv", 2, "T-0", "my bill is wrong", {}), LOCAL)])
-    assert (decision.decided_by, decision.prediction.category_confidence) == ("llm", 1.0)
+    assert (decision.decided_by, decision.prediction.confidence("category")) == ("llm", 1.0)
