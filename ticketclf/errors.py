@@ -11,6 +11,7 @@ class ExitCode(IntEnum):
     OK = 0
     INTERNAL = 1
     USAGE = 2
+    NOT_PROMOTED = 3  # learn: NEW failed the promotion gate; the current model is unchanged
     DATA = 65  # EX_DATAERR
     NO_INPUT = 66  # EX_NOINPUT
     CANT_CREATE = 73  # EX_CANTCREAT
@@ -55,6 +56,10 @@ class ConfigError(TicketclfError):
     """Bad model file, bad setting, LLM forced on without a key."""
 
     exit_code = ExitCode.CONFIG
+
+
+class NotPromoted(TicketclfError):
+    exit_code = ExitCode.NOT_PROMOTED
 
 
 class Interrupted(BaseException):
