@@ -800,6 +800,44 @@ def _print_comparison(result: dict[str, Any], show: int) -> None:
         out.print(changed)
 
 
+@app.command()
+def review(
+    output: Annotated[str, typer.Argument(
+        help="A classify output (.csv or .jsonl, optionally .gz).", metavar="OUTPUT",
+        show_default=False)],
+    worklist: Annotated[str | None, typer.Option(
+        "-o", "--output", metavar="WORKLIST", help="Worklist .csv or .jsonl (.gz allowed). "
+        "Default: <OUTPUT>.worklist.csv.")] = None,
+    limit: Annotated[int, typer.Option(
+        "--limit", min=1, max=1_000_000, help="At most this many tickets, the most valuable "
+        "labels first.")] = 1000,
+    model: ModelOpt = None,
+    cache_dir: CacheDirOpt = None,
+    text_column: TextColumnOpt = None,
+    id_column: IdColumnOpt = None,
+    encoding: EncodingOpt = "utf-8-sig",
+) -> None:
+    """Write the worklist of tickets a person should label: needs_review, the LLM disagreeing
+    with the local model, low confidence, unseen languages; most valuable first. Filled in,
+    it is training data for `ticketclf learn --labels`. It holds the original ticket text,
+    like the classify output."""
+    from .review import ReviewSpec, build_worklist, default_worklist
+
+    ticket_model, _ = _load(model)
+    spec = ReviewSpec(output=output, worklist=worklist or default_worklist(output),
+                      cache_dir=cache_dir or default_cache_dir(), limit=limit,
+                      read=_read_options(text_column=text_column, id_column=id_column,
+                                         encoding=encoding))
+    report = build_worklist(spec, ticket_model)
+    other = sorted(v for v in report.output_models if v and v != ticket_model.version)
+    if other:
+        typer.echo(f"warning: the output was classified by model {', '.join(other)}; the "
+                   f"local answers are recomputed with {ticket_model.version} (pass --model)",
+                   err=True)
+    typer.echo(f"worklist: {spec.worklist} ({report.written:,} of {report.listed:,} tickets "
+               f"to review, of {report.rows:,}; {_mix(report.reasons)})", err=True)
+
+
 ModelsDirOpt = Annotated[Path | None, typer.Option(
     "--models-dir", envvar="TICKETCLF_MODELS_DIR", show_envvar=True, metavar="DIR",
     help="Models directory: one directory per version and current.json naming the one in use "
