@@ -929,11 +929,18 @@ def promote(
     models_dir: Annotated[Path, typer.Option(
         "--models-dir", envvar="TICKETCLF_MODELS_DIR", show_envvar=True, metavar="DIR",
         help="The models directory.")],
+    if_empty: Annotated[bool, typer.Option(
+        "--if-empty", help="Only when the models directory has no current model yet (a "
+        "first install adopting the shipped model); otherwise do nothing.")] = False,
 ) -> None:
     """Point the models directory's current model at another one, atomically; the one it
     replaces becomes PREVIOUS."""
     from .model import versions
 
+    existing = versions.read_pointer(models_dir)
+    if if_empty and existing is not None:
+        typer.echo(f"current: {existing.current} in {models_dir} (kept: --if-empty)")
+        return
     version = versions.resolve_target(models_dir, to)
     pointer = versions.point_to(models_dir, version, f"promote --to {to}")
     typer.echo(f"current: {pointer.current} (previous: {pointer.previous or '-'}) in "

@@ -217,10 +217,12 @@ def llm_rows(records: Iterable[CachedRecord], taxonomy: Taxonomy,
 
 def label_files(names: Sequence[str]) -> list[str]:
     """Files as given; a directory stands for its .csv/.jsonl/.ndjson files (.gz too), sorted
-    (a CronJob cannot glob)."""
+    (a CronJob cannot glob); a missing one named with a trailing / for none."""
     files: list[str] = []
     for name in names:
         path = Path(name)
+        if name.endswith("/") and not path.exists():
+            continue  # a directory named as one (trailing /) that nobody has filled yet
         if path.is_dir():
             files += sorted(str(p) for p in path.iterdir()
                             if p.is_file() and format_from_name(p.name) is not None)

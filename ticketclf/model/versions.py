@@ -91,6 +91,11 @@ def add_model(models_dir: Path, model_dir: Path, version: str) -> Path:
         try:
             shutil.copytree(model_dir, staging, dirs_exist_ok=True)
             os.rename(staging, target)
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+            if not target.is_dir():
+                raise
+            # another process placed the same version first (pods adopting at once)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
