@@ -177,7 +177,12 @@ def test_learn_promote_then_classify_answers_a_new_wording_of_a_learned_issue(
     assert lineage["rows"]["base"] == 280 and lineage["rows"]["human"] == 0
     assert lineage["rows"]["llm"] + lineage["held_out"]["llm"] == len(QUORVEX)
     assert lineage["thresholds"]["min_llm_confidence"] == 0.8
-    assert lineage["gate"]["passed"] is True
+    assert lineage["llm_heads"] == ["category"]  # the LLM's sentiment only with --llm-sentiment
+    assert {r["sentiment"] for r in training_rows(new) if r["source"] == "llm"} == {""}
+    gate = lineage["gate"]
+    assert gate["passed"] is True
+    assert gate["new_slice"]["category"]["new_log_loss"] < \
+        gate["new_slice"]["category"]["base_log_loss"]
     out = tmp_path / "new.csv"
     r = cli("classify", write_csv(tmp_path / "n.csv", ["id", "text"], [["N1", NEW_WORDING]]),
             "-o", out, "--model", models, "--no-llm", "--quiet")

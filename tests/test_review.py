@@ -96,7 +96,7 @@ def test_a_filled_in_worklist_is_training_data_and_the_human_label_beats_the_llm
         writer.writeheader()
         writer.writerows(rows)
     r = cli("learn", "--model", base, "--cache-dir", tmp_path / "c", "--labels", worklist,
-            "-o", tmp_path / "m")
+            "--llm-sentiment", "-o", tmp_path / "m")
     assert r.code == 0, r
     card = json.loads((tmp_path / "m" / "card.json").read_text())
     lineage = card["lineage"]

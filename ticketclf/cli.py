@@ -860,6 +860,9 @@ def learn(
     min_llm_confidence: Annotated[float, typer.Option(
         "--min-llm-confidence", min=0.0, max=1.0,
         help="Learn only from LLM answers at least this confident.")] = 0.8,
+    llm_sentiment: Annotated[bool, typer.Option(
+        "--llm-sentiment", help="Learn the LLM's sentiment too, not only its category "
+        "(people's labels always teach both).")] = False,
     tolerance: Annotated[float, typer.Option(
         "--tolerance", min=0.0, max=1.0, help="Macro-F1 NEW may lose per head on BASE's "
         "held-out data and still be promoted.")] = 0.005,
@@ -877,7 +880,8 @@ def learn(
     check_outputs(output, models_dir)
     spec = LearnSpec(base=resolve_base(model, models_dir),
                      cache_dir=cache_dir or default_cache_dir(), labels=labels or [],
-                     min_llm_confidence=min_llm_confidence, tolerance=tolerance,
+                     min_llm_confidence=min_llm_confidence, llm_sentiment=llm_sentiment,
+                     tolerance=tolerance,
                      read=_read_options(text_column=text_column, encoding=encoding))
     err = _console(stderr=True)
     with (err.status("learning") if err.is_terminal else nullcontext()) as status:
