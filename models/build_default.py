@@ -4,9 +4,9 @@ Training set: the hand-written telecom corpus in data/telecom/ (80 %, the other 
 out by a stable hash of the text) plus the public sets in ../shared/data relabelled with
 data/public_mapping.json. Writes the model and card to --out, the held-out scores to
 SCORES.json, and the assembled training and held-out sets beside the model
-(training.csv.gz, holdout.csv.gz, with the upstream licences in LICENSES/): `ticketclf learn`
-retrains on them and gates on the held-out set, so the shipped model is learnable from as
-installed. `--data-only` writes just those files.
+(training.csv.gz, holdout.csv.gz, with the upstream licences as LICENSE.<source>.txt):
+`ticketclf learn` retrains on them and gates on the held-out set, so the shipped model is
+learnable from as installed. `--data-only` writes just those files.
 """
 
 from __future__ import annotations
@@ -100,10 +100,8 @@ def write_shipped(out: Path, shared: Path, train_rows: list[dict],
     for name, rows in ((TRAINING_FILE, train_rows), (HOLDOUT_FILE, holdout_rows)):
         write_rows(out / name, [Row(r["text"], {h: r[h] for h in ("category", "sentiment")
                                                 if r[h]}, r["source"]) for r in rows])
-    licences = out / "LICENSES"
-    licences.mkdir(exist_ok=True)
-    for source, name in LICENCES.items():
-        shutil.copyfile(shared / source / name, licences / f"{source}.txt")
+    for source, name in LICENCES.items():  # files, not a folder: the model directory is flat
+        shutil.copyfile(shared / source / name, out / f"LICENSE.{source}.txt")
 
 
 def main() -> None:
@@ -188,7 +186,7 @@ def data_card(card: dict, counts: dict, scores: dict) -> str:
         "ship beside the model (training.csv.gz, holdout.csv.gz; `ticketclf learn` retrains on "
         "them), each row naming its source: rows from banking77 stay under CC BY 4.0, from "
         "Bitext under CDLA-Sharing-1.0, from MultiDoGO under CDLA-Permissive-1.0, with their "
-        "attribution above and the licence texts in LICENSES/.",
+        "attribution above and the licence texts in LICENSE.<source>.txt.",
         "",
         "## Training rows per label",
         "",
