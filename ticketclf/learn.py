@@ -330,7 +330,7 @@ def _log_loss(proba: Any, labels: Sequence[str], truth: Sequence[str]) -> float:
 def learn(spec: LearnSpec, output: Path,
           progress: Callable[[str], None] = lambda _msg: None) -> Learned:
     """Train NEW into `output` (a new directory) and gate it against BASE; promoting is the
-    caller's (see promote_learned)."""
+    caller's (learn_into_models_dir)."""
     from .model.train import TrainSpec, train
 
     base_card = read_card(spec.base)
