@@ -3,7 +3,10 @@
 Training set: the hand-written telecom corpus in data/telecom/ (80 %, the other 20 % held
 out by a stable hash of the text) plus the public sets in ../shared/data relabelled with
 data/public_mapping.json. Writes the model and card to --out, the held-out scores to
-models/default/HOLDOUT.json, and the assembled training and held-out files to build/.
+SCORES.json, and the assembled training and held-out sets beside the model
+(training.csv.gz, holdout.csv.gz, with the upstream licences as LICENSE.<source>.txt):
+`ticketclf learn` retrains on them and gates on the held-out set, so the shipped model is
+learnable from as installed. `--data-only` writes just those files.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import hashlib
 import json
 import random
 import re
+import shutil
 import sys
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -22,11 +26,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ticketclf.evaluate import evaluate_predictions  # noqa: E402
+from ticketclf.learn import HOLDOUT_FILE, TRAINING_FILE, Row, write_rows  # noqa: E402
 from ticketclf.model import load_model  # noqa: E402
 from ticketclf.model.train import TrainSpec, train  # noqa: E402
 
 HOLDOUT_PERCENT = 20
 SEED = 7
+# Upstream licence texts shipped with the rows derived from each set (CDLA-Sharing-1.0 and
+# CDLA-Permissive-1.0 ask for the licence to travel with the data; CC BY 4.0 for attribution).
+LICENCES = {"banking77": "LICENSE", "bitext": "LICENSE.txt", "multidogo": "LICENSE.txt"}
 
 
 def is_holdout(text: str) -> bool:
@@ -85,20 +93,23 @@ def multidogo(shared: Path, mapping: dict) -> list[dict]:
     return _capped(rows, mapping, "multidogo/*_train.tsv")
 
 
-def write_csv(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["text", "category", "sentiment", "source"],
-                                lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
+def write_shipped(out: Path, shared: Path, train_rows: list[dict],
+                  holdout_rows: list[dict]) -> None:
+    """The training and held-out sets beside the model, in learn's format, and the licences."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name, rows in ((TRAINING_FILE, train_rows), (HOLDOUT_FILE, holdout_rows)):
+        write_rows(out / name, [Row(r["text"], {h: r[h] for h in ("category", "sentiment")
+                                                if r[h]}, r["source"]) for r in rows])
+    for source, name in LICENCES.items():  # files, not a folder: the model directory is flat
+        shutil.copyfile(shared / source / name, out / f"LICENSE.{source}.txt")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--shared-data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--out", type=Path, default=ROOT / "models" / "default")
-    parser.add_argument("--work", type=Path, default=ROOT / "build" / "model")
+    parser.add_argument("--data-only", action="store_true",
+                        help="write the shipped training and held-out sets, do not train")
     args = parser.parse_args()
     mapping = json.loads((ROOT / "data" / "public_mapping.json").read_text())
     hand_train, hand_holdout = handwritten(ROOT / "data" / "telecom")
@@ -106,8 +117,7 @@ def main() -> None:
               + bitext(args.shared_data, mapping["bitext"])
               + multidogo(args.shared_data, mapping["multidogo"]))
     train_rows = hand_train + public
-    write_csv(args.work / "train.csv", train_rows)
-    write_csv(args.work / "holdout.csv", hand_holdout)
+    write_shipped(args.out, args.shared_data, train_rows, hand_holdout)
     counts = {
         "handwritten_train": len(hand_train), "handwritten_holdout": len(hand_holdout),
         "public": dict(Counter(r["source"] for r in public)),
@@ -116,7 +126,9 @@ def main() -> None:
                                          if r["sentiment"]).items())),
     }
     print(json.dumps(counts, indent=2))
-    card = train(TrainSpec(files=[args.work / "train.csv"]), args.out, progress=print)
+    if args.data_only:
+        return
+    card = train(TrainSpec(files=[args.out / TRAINING_FILE]), args.out, progress=print)
     print(f"model {card['version']} in {card['train_seconds']} s -> {args.out}")
     scores = {"holdout": score(args.out, hand_holdout)}
     independent = ROOT / "data" / "eval" / "independent.csv"
@@ -170,8 +182,11 @@ def data_card(card: dict, counts: dict, scores: dict) -> str:
         "Public rows carry no sentiment label: the sentiment head learns from the hand-written "
         "corpus only. Public rows are capped per source label (see the mapping file) so that "
         "they add vocabulary without outweighing the telecom classes. The trained model is a "
-        "Result under CDLA-Sharing-1.0 and is not bound by it; the relabelled rows themselves "
-        "are rebuilt in build/ and never committed.",
+        "Result under CDLA-Sharing-1.0 and is not bound by it. The training and held-out rows "
+        "ship beside the model (training.csv.gz, holdout.csv.gz; `ticketclf learn` retrains on "
+        "them), each row naming its source: rows from banking77 stay under CC BY 4.0, from "
+        "Bitext under CDLA-Sharing-1.0, from MultiDoGO under CDLA-Permissive-1.0, with their "
+        "attribution above and the licence texts in LICENSE.<source>.txt.",
         "",
         "## Training rows per label",
         "",

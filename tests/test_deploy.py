@@ -113,6 +113,20 @@ def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     return found[0]
 
 
+def named(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind} {name}, found {len(found)}"
+    return found[0]
+
+
+def unretriable(pod: dict[str, Any]) -> set[int]:
+    """Exit codes retrying cannot fix, for the workload's command; learn's "not promoted"
+    (the same inputs give the same verdict) among them."""
+    codes = {int(c) for c in UNRETRIABLE}
+    return codes | {int(ExitCode.NOT_PROMOTED)} if pod["containers"][0]["args"][0] == "learn" \
+        else codes
+
+
 def config_maps(docs: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
     return {d["metadata"]["name"]: d.get("data", {}) for d in docs if d["kind"] == "ConfigMap"}
 
@@ -252,8 +266,9 @@ def test_namespace_enforces_restricted_and_the_service_account_has_no_token(over
 
 # --- the run policy -------------------------------------------------------------------------
 
-def test_cronjob_runs_nightly_once_at_a_time_and_fails_fast_on_unretriable_exit_codes():
-    cron = one(documents("base"), "CronJob")
+@pytest.mark.parametrize("name", ["ticketclf", "ticketclf-learn"])
+def test_cronjob_runs_nightly_once_at_a_time_and_fails_fast_on_unretriable_exit_codes(name):
+    cron = named(documents("base"), "CronJob", name)
     spec = cron["spec"]
     assert spec["schedule"] and spec["timeZone"]
     assert spec["concurrencyPolicy"] == "Forbid"
@@ -274,7 +289,7 @@ def test_pod_failure_policy_fails_the_job_on_exactly_the_exit_codes_retrying_can
         assert len(fail) == 1
         on_exit = fail[0]["onExitCodes"]
         assert on_exit["operator"] == "In"
-        assert set(on_exit["values"]) == {int(c) for c in UNRETRIABLE}
+        assert set(on_exit["values"]) == unretriable(pod)
         assert on_exit["containerName"] in {c["name"] for c in pod["containers"]}
 
 
@@ -290,8 +305,16 @@ def test_container_args_and_settings_parse_with_the_real_cli(overlay, monkeypatc
                 env = container_env(container, maps, index)
                 for name, value in env.items():  # options with an envvar read these
                     monkeypatch.setenv(name, value)
+                for init in pod.get("initContainers", []):  # promote, review: real args too
+                    parse_cli([expand(a, env) for a in init["args"]])
                 args = [expand(a, env) for a in container["args"]]
                 command, params = parse_cli(args)
+                if command == "learn":
+                    for path in (str(params["models_dir"]), env["TICKETCLF_CACHE_DIR"]):
+                        mount = _under(path + "/", mounts)
+                        assert mount is not None and not mount.get("readOnly"), path
+                    assert all(_under(p, mounts) for p in params["labels"])
+                    continue
                 assert command == "classify"
                 for path in params["inputs"]:
                     assert _under(path, mounts), f"{path} is on no volume"
@@ -347,7 +370,9 @@ def test_secret_store_overlays_put_the_key_where_gemini_api_key_file_points():
     for overlay in ("azure-key-vault", "aws-secrets-manager"):
         docs = documents(overlay)
         spc = one(docs, "SecretProviderClass")
-        for _, pod in pod_templates(docs):
+        for workload, pod in pod_templates(docs):
+            if workload["metadata"]["name"] == "ticketclf-learn":
+                continue  # learns from the cache: no key, no LLM
             volumes = {v["name"]: v for v in pod["volumes"]}
             assert not any("secret" in v for v in volumes.values()), "a Secret volume is left"
             container = pod["containers"][0]
@@ -358,7 +383,8 @@ def test_secret_store_overlays_put_the_key_where_gemini_api_key_file_points():
             csi = volumes[mount["name"]]["csi"]
             assert csi["driver"] == "secrets-store.csi.k8s.io"
             assert csi["volumeAttributes"]["secretProviderClass"] == spc["metadata"]["name"]
-            assert spc["metadata"]["namespace"] == one(docs, "CronJob")["metadata"]["namespace"]
+            assert spc["metadata"]["namespace"] == \
+                named(docs, "CronJob", "ticketclf")["metadata"]["namespace"]
             assert key_file.name in _provided_files(spc)
 
 

@@ -5,6 +5,11 @@ CVE-2025-69872), the directory is 0700, the size is bounded (least recently stor
 first). The cache can only ever make a run cheaper: any error while opening, reading or
 writing it (locked, corrupt, unwritable, disk full) is logged once and turns the cache off
 for the rest of the run, so every lookup after it is a miss.
+
+Each value is an answer record (`answer_record`): the LLM's answer plus what learning from it
+needs — the redacted text it answers (never the original: the escalator redacts before it
+keys), who asked (backend, model, prompt version and hash, taxonomy hash) and when. Records
+written before texts were kept hold the answer only: still valid answers, not learnable.
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ import logging
 import os
 import sqlite3
 import stat
+import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +38,7 @@ DEFAULT_SIZE_LIMIT = 1 << 30  # 1 GiB: millions of answers of ~200 bytes
 # SQLite busy timeout: long enough for a concurrent shard's write, short enough that a
 # stuck lock costs seconds, not the default minute.
 LOCK_TIMEOUT_SECONDS = 5.0
+CLEAR_CHUNK = 1000  # keys removed per transaction by clear_older_than
 
 
 def answer_key(backend: str, prompt_version: str, prompt_hash: str, model: str,
@@ -40,6 +47,45 @@ def answer_key(backend: str, prompt_version: str, prompt_hash: str, model: str,
     hash of the redacted text."""
     digest = hashlib.sha256(redacted_text.encode("utf-8", "surrogatepass")).hexdigest()
     return f"{backend}:{prompt_version}:{prompt_hash}:{model}:{digest}"
+
+
+def answer_record(answer: Mapping[str, Any], redacted_text: str, *, backend: str, model: str,
+                  prompt_version: str, prompt_hash: str, taxonomy_hash: str | None,
+                  at: float | None = None) -> dict[str, Any]:
+    """The cached value for one answer: the answer's fields, then its provenance."""
+    return {**answer, "text": redacted_text, "backend": backend, "model": model,
+            "prompt_version": prompt_version, "prompt_hash": prompt_hash,
+            "taxonomy_hash": taxonomy_hash, "at": round(time.time() if at is None else at, 3)}
+
+
+@dataclass(frozen=True, slots=True)
+class CachedRecord:
+    """One cache entry as learning and review see it; `text` is None for old-format entries."""
+
+    key: str
+    value: Mapping[str, Any]
+
+    @property
+    def text(self) -> str | None:
+        text = self.value.get("text")
+        return text if isinstance(text, str) else None
+
+    @property
+    def text_sha256(self) -> str:
+        """The last part of the key: the SHA-256 of the redacted text."""
+        return self.key.rsplit(":", 1)[-1]
+
+    @property
+    def prompt_hash(self) -> str:
+        """From the value, else from the key (old entries): backend:version:hash:model:digest."""
+        value = self.value.get("prompt_hash")
+        parts = self.key.split(":")
+        return str(value) if value else (parts[2] if len(parts) >= 5 else "")
+
+    @property
+    def at(self) -> float:
+        at = self.value.get("at")
+        return float(at) if isinstance(at, int | float) else 0.0
 
 
 @dataclass
@@ -102,9 +148,41 @@ class AnswerCache:
         return CacheStats(str(self.directory), len(cache), cache.volume(), self.size_limit,
                           by_prompt_and_model)
 
+    def records(self) -> Iterator[CachedRecord]:
+        """Every entry, in the database's order, one at a time (memory stays bounded whatever
+        the cache holds). For the commands that read the whole cache (learn, review): errors
+        are errors."""
+        cache = self._require()
+        for key in cache.iterkeys():
+            value = cache.get(key)
+            if isinstance(value, dict):
+                yield CachedRecord(str(key), value)
+
     def clear(self) -> int:
         """Remove every entry; returns how many there were."""
         return int(self._require().clear())
+
+    def clear_older_than(self, seconds: float, now: float | None = None) -> int:
+        """Remove the entries stored more than `seconds` ago; returns how many. By diskcache's
+        own store time, which old-format entries have too; in chunks of CLEAR_CHUNK keys, each
+        in one transaction, so memory stays bounded."""
+        cache = self._require()
+        cutoff = (time.time() if now is None else now) - seconds
+        removed, last_rowid = 0, 0
+        db = self.directory / diskcache.core.DBNAME
+        while True:
+            # diskcache has no public query by store time: read its table (schema stable since
+            # diskcache 4) on a connection of our own, then delete through the public API.
+            with closing(sqlite3.connect(db, timeout=LOCK_TIMEOUT_SECONDS)) as conn:
+                rows = conn.execute(
+                    "SELECT rowid, key, raw FROM Cache WHERE store_time < ? AND rowid > ? "
+                    "ORDER BY rowid LIMIT ?", (cutoff, last_rowid, CLEAR_CHUNK)).fetchall()
+            if not rows:
+                return removed
+            last_rowid = rows[-1][0]
+            with cache.transact():
+                for _rowid, db_key, raw in rows:
+                    removed += bool(cache.delete(cache.disk.get(db_key, raw)))
 
     def close(self) -> None:
         if self._cache is not None:

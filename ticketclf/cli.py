@@ -560,14 +560,25 @@ def cache_stats(cache_dir: CacheDirOpt = None) -> None:
 
 
 @cache_app.command("clear")
-def cache_clear(cache_dir: CacheDirOpt = None) -> None:
-    """Delete every cached LLM answer (the next runs pay for them again)."""
+def cache_clear(
+    cache_dir: CacheDirOpt = None,
+    older_than: Annotated[float | None, typer.Option(
+        "--older-than", min=0.0, max=36500.0, metavar="DAYS",
+        help="Only delete answers stored more than DAYS days ago (retention: the cache holds "
+        "redacted ticket texts).")] = None,
+) -> None:
+    """Delete cached LLM answers, all of them or those older than --older-than (the next runs
+    pay for them again)."""
     from .cache import AnswerCache
 
     directory = cache_dir or default_cache_dir()
     with AnswerCache(directory) as cache:
-        removed = cache.clear()
-    typer.echo(f"cache cleared: {directory} ({removed:,} answers removed)")
+        if older_than is None:
+            removed = cache.clear()
+        else:
+            removed = cache.clear_older_than(older_than * 86400)
+    which = "" if older_than is None else f" older than {older_than:g} days"
+    typer.echo(f"cache cleared: {directory} ({removed:,} answers{which} removed)")
 
 
 taxonomy_app = typer.Typer(help="A model's labels, what each means, and its priority rules.",
@@ -846,6 +857,157 @@ def _print_comparison(result: dict[str, Any], show: int) -> None:
             what = ", ".join(f"{c['head']} {c['old']} -> {c['new']}" for c in t["changes"])
             changed.add_row(t["id"], what, t["excerpt"].replace("\n", " "))
         out.print(changed)
+
+
+@app.command()
+def review(
+    output: Annotated[str, typer.Argument(
+        help="A classify output (.csv or .jsonl, optionally .gz).", metavar="OUTPUT",
+        show_default=False)],
+    worklist: Annotated[str | None, typer.Option(
+        "-o", "--output", metavar="WORKLIST", help="Worklist .csv or .jsonl (.gz allowed). "
+        "Default: <OUTPUT>.worklist.csv.")] = None,
+    limit: Annotated[int, typer.Option(
+        "--limit", min=1, max=1_000_000, help="At most this many tickets, the most valuable "
+        "labels first.")] = 1000,
+    model: ModelOpt = None,
+    cache_dir: CacheDirOpt = None,
+    text_column: TextColumnOpt = None,
+    id_column: IdColumnOpt = None,
+    encoding: EncodingOpt = "utf-8-sig",
+) -> None:
+    """Write the worklist of tickets a person should label: needs_review, the LLM disagreeing
+    with the local model, low confidence, unseen languages; most valuable first. Filled in,
+    it is training data for `ticketclf learn --labels`. It holds the original ticket text,
+    like the classify output."""
+    from .review import ReviewSpec, build_worklist, default_worklist
+
+    ticket_model, _ = _load(model)
+    spec = ReviewSpec(output=output, worklist=worklist or default_worklist(output),
+                      cache_dir=cache_dir or default_cache_dir(), limit=limit,
+                      read=_read_options(text_column=text_column, id_column=id_column,
+                                         encoding=encoding))
+    report = build_worklist(spec, ticket_model)
+    other = sorted(v for v in report.output_models if v and v != ticket_model.version)
+    if other:
+        typer.echo(f"warning: the output was classified by model {', '.join(other)}; the "
+                   f"local answers are recomputed with {ticket_model.version} (pass --model)",
+                   err=True)
+    typer.echo(f"worklist: {spec.worklist} ({report.written:,} of {report.listed:,} tickets "
+               f"to review, of {report.rows:,}; {_mix(report.reasons)})", err=True)
+
+
+ModelsDirOpt = Annotated[Path | None, typer.Option(
+    "--models-dir", envvar="TICKETCLF_MODELS_DIR", show_envvar=True, metavar="DIR",
+    help="Models directory: one directory per version and current.json naming the one in use "
+    "(classify --model DIR loads it).")]
+
+
+@app.command()
+def learn(
+    output: Annotated[Path | None, typer.Option(
+        "-o", "--output", metavar="DIR", help="Write NEW to this model directory (the gate is "
+        "reported and recorded in its card; nothing is promoted).")] = None,
+    model: Annotated[Path | None, typer.Option(
+        "--model", metavar="PATH", help="BASE: the model to learn from. Default: the models "
+        "directory's current model, else TICKETCLF_MODEL, else the shipped model.")] = None,
+    models_dir: ModelsDirOpt = None,
+    cache_dir: CacheDirOpt = None,
+    labels: Annotated[list[str] | None, typer.Option(
+        "--labels", metavar="FILE", help="Labelled CSV/JSONL (a filled-in worklist, say), or a "
+        "directory of them; repeatable. People's labels beat the LLM's.")] = None,
+    min_llm_confidence: Annotated[float, typer.Option(
+        "--min-llm-confidence", min=0.0, max=1.0,
+        help="Learn only from LLM answers at least this confident.")] = 0.8,
+    llm_sentiment: Annotated[bool, typer.Option(
+        "--llm-sentiment", help="Learn the LLM's sentiment too, not only its category "
+        "(people's labels always teach both).")] = False,
+    tolerance: Annotated[float, typer.Option(
+        "--tolerance", min=0.0, max=1.0, help="Macro-F1 NEW may lose per head on BASE's "
+        "held-out data and still be promoted.")] = 0.005,
+    text_column: TextColumnOpt = None,
+    encoding: EncodingOpt = "utf-8-sig",
+    as_json: Annotated[bool, typer.Option("--json", help="Print NEW's card as JSON.")] = False,
+) -> None:
+    """Train the next model on BASE's training data, the cached LLM answers and --labels;
+    compare it with BASE on held-out data. With --models-dir, promote it when it is no worse on
+    BASE's held-out data and better on the held-back new labels; exit 3 when it is not."""
+    from .errors import NotPromoted
+    from .learn import LearnSpec, check_outputs, learn_into_models_dir, resolve_base
+    from .learn import learn as learn_model
+
+    check_outputs(output, models_dir)
+    spec = LearnSpec(base=resolve_base(model, models_dir),
+                     cache_dir=cache_dir or default_cache_dir(), labels=labels or [],
+                     min_llm_confidence=min_llm_confidence, llm_sentiment=llm_sentiment,
+                     tolerance=tolerance,
+                     read=_read_options(text_column=text_column, encoding=encoding))
+    err = _console(stderr=True)
+    with (err.status("learning") if err.is_terminal else nullcontext()) as status:
+        progress = status.update if status else lambda _m: None
+        if models_dir is not None:
+            learned = learn_into_models_dir(spec, models_dir, progress)
+        else:
+            assert output is not None
+            learned = learn_model(spec, output, progress)
+    if as_json:
+        typer.echo(json.dumps(learned.card, indent=2))
+    else:
+        _print_learned(learned.card)
+    gate = learned.gate
+    if models_dir is None:
+        verdict = "passed" if gate.passed else "not passed: " + "; ".join(gate.reasons())
+        typer.echo(f"NEW written to {learned.model_dir}; gate {verdict} (nothing is promoted "
+                   "without --models-dir)", err=True)
+    elif gate.passed:
+        typer.echo(f"promoted {learned.card['version']} in {models_dir}", err=True)
+    else:
+        raise NotPromoted(f"not promoted: {'; '.join(gate.reasons())}",
+                          f"the current model is unchanged; NEW stays at {learned.model_dir}")
+
+
+def _print_learned(card: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    lineage = card["lineage"]
+    err = _console(stderr=True)
+    rows = lineage["rows"]
+    err.print(f"model {card['version']} from {lineage['base']['version']}: "
+              f"{rows['base']:,} base + {rows['llm']:,} LLM + {rows['human']:,} human rows "
+              f"({sum(lineage['held_out'].values()):,} new rows held back)")
+    table = Table("held-out data", "head", "n", "BASE macro-F1", "NEW macro-F1",
+                  title_justify="left")
+    for name, scores in (("BASE's", lineage["gate"]["base_holdout"]),
+                         ("new, held back", lineage["gate"]["new_slice"])):
+        for head, s in scores.items():
+            table.add_row(name, head, f"{s['n']:,}", f"{s['base']:.3f}", f"{s['new']:.3f}")
+    err.print(table)
+
+
+@app.command()
+def promote(
+    to: Annotated[str, typer.Option(
+        "--to", metavar="PREVIOUS|VERSION|MODEL_DIR", help="PREVIOUS (roll back), a version in "
+        "the models directory, or a model directory to adopt (copied in).")],
+    models_dir: Annotated[Path, typer.Option(
+        "--models-dir", envvar="TICKETCLF_MODELS_DIR", show_envvar=True, metavar="DIR",
+        help="The models directory.")],
+    if_empty: Annotated[bool, typer.Option(
+        "--if-empty", help="Only when the models directory has no current model yet (a "
+        "first install adopting the shipped model); otherwise do nothing.")] = False,
+) -> None:
+    """Point the models directory's current model at another one, atomically; the one it
+    replaces becomes PREVIOUS."""
+    from .model import versions
+
+    existing = versions.read_pointer(models_dir)
+    if if_empty and existing is not None:
+        typer.echo(f"current: {existing.current} in {models_dir} (kept: --if-empty)")
+        return
+    version = versions.resolve_target(models_dir, to)
+    pointer = versions.point_to(models_dir, version, f"promote --to {to}")
+    typer.echo(f"current: {pointer.current} (previous: {pointer.previous or '-'}) in "
+               f"{models_dir}")
 
 
 def run() -> None:

@@ -11,6 +11,7 @@ class ExitCode(IntEnum):
     OK = 0
     INTERNAL = 1
     USAGE = 2
+    NOT_PROMOTED = 3  # learn: NEW failed the promotion gate; the current model is unchanged
     DATA = 65  # EX_DATAERR
     NO_INPUT = 66  # EX_NOINPUT
     SOFTWARE = 70  # EX_SOFTWARE: a model worker process died mid-run
@@ -62,6 +63,10 @@ class WorkerDied(TicketclfError):
     """A model worker process died mid-run (the OOM killer's SIGKILL, typically)."""
 
     exit_code = ExitCode.SOFTWARE
+
+
+class NotPromoted(TicketclfError):
+    exit_code = ExitCode.NOT_PROMOTED
 
 
 class Interrupted(BaseException):

@@ -281,6 +281,12 @@ def neutralise_formula(value: str) -> str:
     return "'" + value if value.startswith(_FORMULA_PREFIXES) else value
 
 
+def restore_formula(value: str) -> str:
+    """Undo neutralise_formula, for a CSV this package wrote and now reads back (review,
+    learn): the text must match the one the cache keyed."""
+    return value[1:] if value[:1] == "'" and value[1:2] in _FORMULA_FIRST else value
+
+
 def _cell(value: Any) -> str:
     if isinstance(value, str):  # nearly every cell: checked first, inline (the hot path)
         if not value.isprintable():  # one C pass; most cells are printable

@@ -18,7 +18,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from ..cache import AnswerCache, answer_key
+from ..cache import AnswerCache, answer_key, answer_record
 from ..pipeline import Decision
 from ..schema import Prediction, Ticket
 from .base import UNKNOWN_CATEGORY, InvalidAnswer, LLMAnswer, LLMBackend, LLMError, Prices, Usage
@@ -125,6 +125,13 @@ class CachedEscalation:
         """Answers for some of the redacted texts, by key."""
         raise NotImplementedError
 
+    def _record(self, redacted_text: str, answer: LLMAnswer) -> dict[str, Any]:
+        """What the cache keeps of an answer: enough to learn from it (ticketclf learn)."""
+        return answer_record(answer.as_dict(), redacted_text, backend=self.backend_name,
+                             model=self.model, prompt_version=PROMPT_VERSION,
+                             prompt_hash=self.prompt.hash,
+                             taxonomy_hash=self.prompt.taxonomy.hash)
+
     def close(self) -> None:
         if self.cache is not None:
             self.cache.close()
@@ -175,7 +182,8 @@ class LLMEscalator(CachedEscalation):
                     self._count(outcome)
                     if outcome.answer is not None:
                         answers[futures[future]] = outcome.answer
-                        arrived[futures[future]] = outcome.answer.as_dict()
+                        arrived[futures[future]] = self._record(misses[futures[future]],
+                                                                outcome.answer)
                 # Written as they arrive, so an interrupted run keeps what it paid for.
                 if self.cache is not None:
                     self.cache.put_many(arrived)

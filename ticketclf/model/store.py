@@ -76,7 +76,12 @@ sio = _import_skops_io()
 
 
 def resolve_model_dir(path: Path) -> Path:
-    """Accept the model directory or either file in it."""
+    """Accept the model directory or either file in it, or a models directory (or its
+    pointer file): then the model it points to (versions.py)."""
+    from .versions import POINTER, current_model_dir, is_models_dir
+
+    if path.is_file() and path.name == POINTER or is_models_dir(path):
+        return current_model_dir(path.parent if path.is_file() else path)
     return path.parent if path.is_file() else path
 
 
