@@ -14,6 +14,7 @@ from multiprocessing.pool import AsyncResult
 from pathlib import Path
 from typing import Protocol
 
+from .drift import DriftCounts, WordVocabulary, count_batch
 from .io.readers import Batch
 from .model import TicketModel, load_model
 from .priority import priority_for
@@ -68,6 +69,7 @@ class StageTimes:
 class ClassifiedBatch:
     results: list[Result]
     rejects: list[Reject] = field(default_factory=list)
+    drift: DriftCounts = field(default_factory=DriftCounts)
 
 
 # --- worker processes -------------------------------------------------------------------
@@ -192,10 +194,15 @@ def classify_batches(
     escalator: Escalator | None = None,
     times: StageTimes | None = None,
 ) -> Iterator[ClassifiedBatch]:
-    """Results in input order, one per ticket; rejects pass through alongside."""
+    """Results in input order, one per ticket; rejects pass through alongside, and each
+    batch's drift counts (drift.py) from the local model's answers before escalation."""
     times = times if times is not None else StageTimes()
     version = predictor.model.version
+    vocabulary = WordVocabulary.of(predictor.model.vectorizer)
+    card_thresholds = Thresholds.from_model(predictor.model).by_head
     for batch, predictions in predictor.map(batches, times):
+        drift = count_batch(vocabulary, card_thresholds, [t.text for t in batch.tickets],
+                            predictions)
         t0 = time.perf_counter()
         decisions = decide(batch.tickets, predictions, thresholds, escalator)
         times.llm += time.perf_counter() - t0
@@ -211,4 +218,4 @@ def classify_batches(
                 needs_review=d.needs_review,
                 model_version=version,
             ))
-        yield ClassifiedBatch(results, batch.rejects)
+        yield ClassifiedBatch(results, batch.rejects, drift)
