@@ -780,6 +780,14 @@ def _print_comparison(result: dict[str, Any], show: int) -> None:
                 metrics.add_row(name, f"{old_m[key]:.3f}", f"{new_m[key]:.3f}",
                                 f"{new_m[key] - old_m[key]:+.3f}")
             out.print(metrics)
+    old_d, new_d, between = (result["drift"][k] for k in ("old", "new", "label_divergence_between"))
+    table = Table("drift from the training data", "old", "new", "between the models")
+    for head in result["heads"]:
+        table.add_row(f"{head} label divergence", _drift_figure(old_d["label_divergence"][head]),
+                      _drift_figure(new_d["label_divergence"][head]), _drift_figure(between[head]))
+    table.add_row("unseen words", _drift_figure(old_d["unseen_token_ratio"], "{:.1%}"),
+                  _drift_figure(new_d["unseen_token_ratio"], "{:.1%}"), "")
+    out.print(table)
     if show and result["changed_tickets"]:
         changed = Table("id", "changed", "text", title=f"changed tickets (first {show})",
                         title_justify="left")
@@ -787,6 +795,10 @@ def _print_comparison(result: dict[str, Any], show: int) -> None:
             what = ", ".join(f"{c['head']} {c['old']} -> {c['new']}" for c in t["changes"])
             changed.add_row(t["id"], what, t["excerpt"].replace("\n", " "))
         out.print(changed)
+
+
+def _drift_figure(value: float | None, spec: str = "{:.3f}") -> str:
+    return "unknown" if value is None else spec.format(value)
 
 
 def run() -> None:
