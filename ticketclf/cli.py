@@ -142,6 +142,9 @@ IdColumnOpt = Annotated[str | None, typer.Option(
 EncodingOpt = Annotated[str, typer.Option(
     "--encoding", metavar="NAME",
     help="Input text encoding (UTF-8 with or without BOM by default).")]
+DelimiterOpt = Annotated[str | None, typer.Option(
+    "--delimiter", metavar="CHAR", help="CSV delimiter, e.g. ';' or '\\t'. Default: Excel's "
+    "sep= line, else sniffed among , ; tab |.")]
 CategoryColumnOpt = Annotated[str, typer.Option(
     "--category-column", metavar="NAME", help="Column with the true category labels.")]
 SentimentColumnOpt = Annotated[str, typer.Option(
@@ -173,7 +176,8 @@ MaxLLMCallsOpt = Annotated[int | None, typer.Option(
 LLMConcurrencyOpt = Annotated[int, typer.Option(
     "--llm-concurrency", metavar="N", min=1, max=64, help="LLM requests in flight at once.")]
 LLMRpmOpt = Annotated[float | None, typer.Option(
-    "--llm-rpm", metavar="X", min=0.1, help="At most this many LLM requests a minute. Default: no limit.")]
+    "--llm-rpm", metavar="X", min=0.1,
+    help="At most this many LLM requests a minute. Default: no limit.")]
 LLMTimeoutOpt = Annotated[float, typer.Option(
     "--llm-timeout", metavar="X", min=0.1, max=600.0,
     help="Seconds before an LLM request times out (and is retried).")]
@@ -183,10 +187,12 @@ CacheDirOpt = Annotated[Path | None, typer.Option(
 NoCacheOpt = Annotated[bool, typer.Option(
     "--no-cache", help="Neither read nor write the LLM answer cache.")]
 InputPriceOpt = Annotated[float | None, typer.Option(
-    "--llm-input-price", metavar="X", min=0.0, help="USD per million input tokens, for the cost estimate. "
+    "--llm-input-price", metavar="X", min=0.0,
+    help="USD per million input tokens, for the cost estimate. "
     "Default: the backend's price for the model.")]
 OutputPriceOpt = Annotated[float | None, typer.Option(
-    "--llm-output-price", metavar="X", min=0.0, help="USD per million output tokens, thinking included, for "
+    "--llm-output-price", metavar="X", min=0.0,
+    help="USD per million output tokens, thinking included, for "
     "the cost estimate. Default: the backend's price for the model.")]
 DryRunOpt = Annotated[bool, typer.Option(
     "--dry-run", help="Report how many tickets would go to the LLM, with estimated tokens and "
@@ -275,12 +281,15 @@ def classify(
     text_column: TextColumnOpt = None,
     id_column: IdColumnOpt = None,
     encoding: EncodingOpt = "utf-8-sig",
+    delimiter: DelimiterOpt = None,
     batch_size: Annotated[int, typer.Option(
         "--batch-size", metavar="N", min=1, max=100_000, help="Rows per batch.")] = 1000,
     max_text_chars: Annotated[int, typer.Option(
-        "--max-text-chars", metavar="N", min=1, max=1_000_000, help="Longer texts are rejected.")] = 20_000,
+        "--max-text-chars", metavar="N", min=1, max=1_000_000,
+        help="Longer texts are rejected.")] = 20_000,
     workers: Annotated[int | None, typer.Option(
-        "--workers", metavar="N", min=1, help="Model worker processes. Default: the CPU count.")] = None,
+        "--workers", metavar="N", min=1,
+        help="Model worker processes. Default: the CPU count.")] = None,
     threshold: Annotated[float | None, typer.Option(
         "--llm-threshold", metavar="X", min=0.0, max=1.0,
         help="Confidence below which a ticket is uncertain (escalated, or flagged "
@@ -334,7 +343,8 @@ def classify(
             inputs=inputs, output=output, rejects=rejects, input_format=input_format,
             output_format=output_format,
             read=_read_options(text_column=text_column, id_column=id_column, encoding=encoding,
-                               batch_size=batch_size, max_text_chars=max_text_chars),
+                               batch_size=batch_size, max_text_chars=max_text_chars,
+                               delimiter=delimiter),
             threshold=threshold, workers=workers or _default_workers(),
             shard=shard_spec, max_reject_rate=max_reject_rate, dry_run=dry_run,
         )
@@ -437,7 +447,8 @@ def predict(
     explain: Annotated[bool, typer.Option(
         "--explain", help="Show the words and letter patterns that drove each head.")] = False,
     threshold: Annotated[float | None, typer.Option(
-        "--llm-threshold", metavar="X", min=0.0, max=1.0, help="Confidence below which the ticket is "
+        "--llm-threshold", metavar="X", min=0.0, max=1.0,
+        help="Confidence below which the ticket is "
         "uncertain. Default: the model card's per-head thresholds.")] = None,
     model: ModelOpt = None,
 ) -> None:
@@ -451,8 +462,9 @@ def predict(
         payload: dict[str, Any] = {
             "heads": {h: [{"label": lab, "confidence": round(p, 4)} for lab, p in ranked]
                       for h, ranked in result.ranked.items()},
-            "priority": result.priority, "uncertain": result.uncertain,
-            "uncertain_heads": sorted(result.uncertain_heads),
+            "priority": result.priority, "language": result.language,
+            "uncertain": result.uncertain, "uncertain_heads": sorted(result.uncertain_heads),
+            "unseen_language": result.unseen_language,
             "model_version": result.model_version}
         if explain:
             payload["explanation"] = {h: [{"feature": c.feature, "weight": round(c.weight, 4)}
@@ -473,10 +485,13 @@ def predict(
             why = ", ".join(f"{c.feature} (+{c.weight:.2f})" for c in result.reasons[head]) or "-"
             out.print(f"  {ranked[0][0]} because of: {why}", soft_wrap=True)
     out.print(f"priority: {result.priority}")
+    out.print(f"language: {result.language}")
     if result.uncertain:
-        below = ", ".join(f"{h} {c:.2f} < {t:.2f}" for h, (c, t) in result.uncertain_heads.items())
-        out.print(f"uncertain ({below}): a run escalates it to the LLM when that is on, and "
-                  "flags it needs_review otherwise")
+        why = [f"{h} {c:.2f} < {t:.2f}" for h, (c, t) in result.uncertain_heads.items()]
+        if result.unseen_language:
+            why.append(f"language {result.language} not among the model's")
+        out.print(f"uncertain ({', '.join(why)}): a run escalates it to the LLM when that is "
+                  "on, and flags it needs_review otherwise")
     else:
         out.print("confident: a run keeps the model's answer")
 
@@ -737,8 +752,10 @@ def compare(
     category_column: CategoryColumnOpt = "category",
     sentiment_column: SentimentColumnOpt = "sentiment",
     encoding: EncodingOpt = "utf-8-sig",
+    delimiter: DelimiterOpt = None,
     show: Annotated[int, typer.Option(
-        "--show", metavar="N", min=0, help="Changed tickets listed (all of them are in --json).")] = 10,
+        "--show", metavar="N", min=0,
+        help="Changed tickets listed (all of them are in --json).")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
 ) -> None:
     """Run two models over the same tickets before promoting the new one: agreement, label-mix
@@ -750,7 +767,7 @@ def compare(
     new, _ = _load(new_model)
     result = compare_models(
         old, new, data, _read_options(text_column=text_column, id_column=id_column,
-                                      encoding=encoding),
+                                      encoding=encoding, delimiter=delimiter),
         {"category": category_column, "sentiment": sentiment_column}, input_format)
     if as_json:
         typer.echo(json.dumps(result.as_dict(), indent=2))

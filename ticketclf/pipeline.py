@@ -17,23 +17,32 @@ from typing import Protocol
 from .drift import DriftCounts, WordVocabulary, count_batch
 from .io.readers import Batch
 from .model import TicketModel, load_model
+from .model.language import UNDETERMINED
 from .priority import priority_for
 from .schema import Prediction, Reject, Result, Ticket
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Per head, the confidence below which its answer is uncertain (escalated or flagged)."""
+    """When an answer is uncertain (escalated or flagged): per head, the confidence below which
+    it is; and, when the model lists its training languages, any ticket in another language
+    (one the model has never seen; "und", too short to tell, is left to the confidence)."""
 
     by_head: dict[str, float]
+    languages: frozenset[str] = frozenset()
 
     @classmethod
     def from_model(cls, model: TicketModel, override: float | None = None) -> Thresholds:
         return cls({head: model.threshold(head) if override is None else override
-                    for head in model.heads})
+                    for head in model.heads}, model.languages)
+
+    def unseen_language(self, p: Prediction) -> bool:
+        return bool(self.languages) and p.language not in self.languages \
+            and p.language not in ("", UNDETERMINED)
 
     def uncertain(self, p: Prediction) -> bool:
-        return any(p.confidence(head) < t for head, t in self.by_head.items())
+        return any(p.confidence(head) < t for head, t in self.by_head.items()) \
+            or self.unseen_language(p)
 
 
 @dataclass(slots=True)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat
+import sys
 import time
 import uuid
 from bisect import bisect_left
@@ -14,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TextIO
 
 from .drift import DriftCounts, TrainingPrior
 from .errors import DataError, UsageError
@@ -22,10 +24,10 @@ from .io.inputs import Inputs
 from .io.readers import Batch, ReadOptions
 from .io.sources import STDIN, format_from_name
 from .io.writers import (
-    AtomicFile,
     RejectWriter,
     ResultWriter,
     gzip_if_named,
+    output_file,
     output_format,
     stdout_stream,
 )
@@ -168,9 +170,8 @@ def run_classify(
     """
     started = time.perf_counter()
     report = report if report is not None else RunReport()
-    output = job.output or default_output(job.inputs[0], job.output_format)
+    output, rejects_path = resolve_outputs(job)
     out_fmt = output_format(output, job.output_format)
-    rejects_path = job.rejects or default_rejects(output, job.inputs[0])
     report.output, report.rejects_path = output, rejects_path
     report.model_version = model.version
     report.prior = TrainingPrior.from_card(model.card)
@@ -187,7 +188,7 @@ def run_classify(
                 out_stream = rej_stream = stack.enter_context(open(os.devnull, "wb"))
             else:
                 out_stream = _open_output(stack, output)
-                rej_stream = stack.enter_context(AtomicFile(Path(rejects_path)))
+                rej_stream = stack.enter_context(output_file(Path(rejects_path)))
             reject_writer = RejectWriter(rej_stream)
             predictor = Predictor(model, model_dir, job.workers)
             stack.callback(predictor.close)
@@ -226,11 +227,65 @@ def run_classify(
     return report
 
 
+def resolve_outputs(job: ClassifyJob) -> tuple[str, str]:
+    """The output and rejects paths of a job, refused (UsageError) when empty, when rejects
+    would go to stdout, or when any two of inputs and outputs are one file."""
+    if job.output == "":
+        raise UsageError("-o is empty", "give an output path, or - for stdout")
+    if job.rejects == "":
+        raise UsageError("--rejects is empty", "give a path, or leave it out for the default")
+    if job.rejects == STDIN:
+        raise UsageError("--rejects - is not supported: rejects go to a file",
+                         "use -o - for the results on stdout and --rejects PATH for the rejects")
+    output = job.output if job.output is not None else default_output(job.inputs[0],
+                                                                      job.output_format)
+    rejects = job.rejects or default_rejects(output, job.inputs[0])
+    _refuse_same_files(job.inputs, output, rejects)
+    return output, rejects
+
+
+def _refuse_same_files(inputs: list[str], output: str, rejects: str) -> None:
+    """Writing to an input destroys it (and `-o -` appended to the input reads its own rows
+    forever); output and rejects in one file lose the rejects. Compared by inode, so a
+    symlink, a hard link or another spelling of the path is caught too."""
+    read: dict[tuple[object, ...], str] = {}
+    for name in inputs:
+        key = _file_key(name, sys.stdin)
+        if key is not None and key[0] == "inode":  # a missing input is exit 66, later
+            read.setdefault(key, name)
+    out_key = _file_key(output, sys.stdout)
+    for flag, name, key in (("-o", output, out_key),
+                            ("--rejects", rejects, _file_key(rejects, sys.stdout))):
+        if key in read:
+            shown = "stdout" if name == STDIN else name
+            source = "(stdin)" if read[key] == STDIN else read[key]
+            raise UsageError(f"{flag} {shown} is the input {source}: writing it would destroy "
+                             "the input", "choose another output path")
+    if out_key is not None and out_key == _file_key(rejects, sys.stdout):
+        raise UsageError(f"-o {output} and --rejects {rejects} are the same file",
+                         "give the rejects their own path")
+
+
+def _file_key(name: str, std: TextIO) -> tuple[object, ...] | None:
+    """Identity of the file behind a path (or `-`: stdin / stdout when redirected to a file);
+    None for character devices (/dev/null takes any number of writers) and unknowables."""
+    try:
+        st = os.stat(name) if name != STDIN else os.fstat(std.fileno())
+    except FileNotFoundError:
+        return ("path", os.path.realpath(name))  # not there yet: its resolved path
+    except (OSError, AttributeError, ValueError):  # e.g. stdout captured by a test runner
+        return None
+    if stat.S_ISCHR(st.st_mode) or (name == STDIN and not stat.S_ISREG(st.st_mode)):
+        return None
+    return ("inode", st.st_dev, st.st_ino)
+
+
 def _open_output(stack: ExitStack, output: str) -> IO[bytes]:
-    """stdout as it is; a path through an atomic file (gzip when the name says so)."""
+    """stdout as it is; a path through an atomic file (gzip when the name says so), or
+    straight into a device or FIFO."""
     if output == STDIN:
         return stdout_stream()
-    raw = stack.enter_context(AtomicFile(Path(output)))
+    raw = stack.enter_context(output_file(Path(output)))
     stream = gzip_if_named(raw, output)
     if stream is not raw:
         stack.callback(stream.close)  # runs before the atomic rename: the gzip trailer lands

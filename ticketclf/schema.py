@@ -64,10 +64,12 @@ class Reject:
 
 @dataclass(frozen=True, slots=True)
 class Prediction:
-    """Each head's chosen label and its confidence (0-1); a head without an answer is absent."""
+    """Each head's chosen label and its confidence (0-1), a head without an answer being
+    absent; and the ticket's language (ISO 639-1, "und" when it cannot be told)."""
 
     labels: dict[str, str]
     confidences: dict[str, float]
+    language: str = ""
 
     def label(self, head: str) -> str:
         return self.labels.get(head, "")
@@ -76,7 +78,8 @@ class Prediction:
         return self.confidences.get(head, 0.0)
 
     def replace(self, head: str, label: str, confidence: float) -> Prediction:
-        return Prediction({**self.labels, head: label}, {**self.confidences, head: confidence})
+        return Prediction({**self.labels, head: label}, {**self.confidences, head: confidence},
+                          self.language)
 
 
 @dataclass(slots=True)
@@ -88,7 +91,6 @@ class Result:
     cached: bool = False
     needs_review: bool = False
     model_version: str = ""
-    language: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +117,7 @@ RESULT_COLUMNS: tuple[Column, ...] = (
     Column("cached", lambda r: r.cached),
     Column("needs_review", lambda r: r.needs_review),
     Column("model_version", lambda r: r.model_version),
+    Column("language", lambda r: r.prediction.language),
 )
 RESULT_COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in RESULT_COLUMNS)
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import io
 import os
 import sys
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from ..errors import DataError, InputNotFound, UsageError
 
@@ -16,6 +18,9 @@ STDIN = "-"
 INPUT_FORMATS = ("csv", "jsonl")
 _SUFFIX_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 _GZIP_MAGIC = b"\x1f\x8b"
+# Byte-order marks that say the encoding (UTF-32 first: its LE mark starts like UTF-16's).
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 
 
 class CountingReader(io.RawIOBase):
@@ -52,6 +57,7 @@ class Source:
     total_bytes: int | None
     counter: CountingReader
     stream: BinaryIO
+    bom_encoding: str | None = None  # UTF-16 / UTF-32 when the data starts with their BOM
 
     def close(self) -> None:
         self.stream.close()
@@ -86,18 +92,60 @@ def open_source(name: str, input_format: str | None = None) -> Source:
     buffered = io.BufferedReader(counter, buffer_size=1 << 16)
     stream: BinaryIO = buffered
     if buffered.peek(2)[:2] == _GZIP_MAGIC:
-        stream = gzip.GzipFile(fileobj=buffered, mode="rb")  # type: ignore[assignment]
+        stream = _CheckedGzip(name, fileobj=buffered, mode="rb")  # type: ignore[assignment]
+    head = _peek(stream, 512)
+    bom = next((enc for mark, enc in _BOMS if head.startswith(mark)), None)
     fmt = input_format or (None if name == STDIN else format_from_name(name))
     if fmt is None:
-        fmt = _sniff_format(stream)
+        fmt = _sniff_format(head, bom)
     if fmt not in INPUT_FORMATS:
         raise UsageError(f"unknown input format {fmt!r}", "use --input-format csv or jsonl")
-    return Source(name=name, format=fmt, total_bytes=total, counter=counter, stream=stream)
+    return Source(name=name, format=fmt, total_bytes=total, counter=counter, stream=stream,
+                  bom_encoding=bom)
 
 
-def _sniff_format(stream: BinaryIO) -> str:
-    """JSONL when the first non-blank character opens an object, CSV otherwise."""
+def _peek(stream: BinaryIO, size: int) -> bytes:
     peek = getattr(stream, "peek", None)
-    head = peek(512)[:512] if peek else b""
-    head = head.lstrip(b"\xef\xbb\xbf \t\r\n")
-    return "jsonl" if head[:1] == b"{" else "csv"
+    return peek(size)[:size] if peek else b""
+
+
+def _sniff_format(head: bytes, bom: str | None) -> str:
+    """JSONL when the first non-blank character opens an object, CSV otherwise."""
+    text = head.decode(bom or "utf-8", errors="ignore").lstrip("\ufeff \t\r\n")
+    return "jsonl" if text[:1] == "{" else "csv"
+
+
+class _CheckedGzip(gzip.GzipFile):
+    """A gzip input whose damage is a DataError naming the file (exit 65), not an EOFError
+    or BadGzipFile from deep in the reader (exit 1)."""
+
+    def __init__(self, name: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.source_name = name
+
+    def read(self, size: int | None = -1) -> bytes:
+        return self._checked(super().read, size)
+
+    def read1(self, size: int = -1) -> bytes:
+        return self._checked(super().read1, size)
+
+    def peek(self, n: int) -> bytes:
+        return self._checked(super().peek, n)
+
+    def _checked(self, call: Any, size: Any) -> bytes:
+        try:
+            data: bytes = call(size)
+        except EOFError as exc:
+            raise DataError(f"{self.source_name} is truncated: its gzip data ends early",
+                            _GZIP_HINT) from exc
+        except gzip.BadGzipFile as exc:
+            what = ("has bytes after its gzip data" if str(exc).startswith("Not a gzipped")
+                    else f"holds corrupt gzip data ({exc})")
+            raise DataError(f"{self.source_name} {what}", _GZIP_HINT) from exc
+        except zlib.error as exc:
+            raise DataError(f"{self.source_name} holds corrupt gzip data ({exc})",
+                            _GZIP_HINT) from exc
+        return data
+
+
+_GZIP_HINT = "fetch or export the file again; gzip -t checks a file"

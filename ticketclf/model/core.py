@@ -32,7 +32,17 @@ class TicketModel:
         return {head: clf.predict_proba(features) for head, clf in self.heads.items()}
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
-        return predictions_from_proba(self.predict_proba(texts), self.label_table())
+        """Each text's labels and confidences, and its language."""
+        from .language import detect_languages
+
+        return predictions_from_proba(self.predict_proba(texts), self.label_table(),
+                                      detect_languages(texts))
+
+    @property
+    def languages(self) -> frozenset[str]:
+        """The languages of the training texts (the card's); empty for a card that predates
+        them, which then claims none and flags none as unseen."""
+        return frozenset(self.card.get("languages") or ())
 
     def label_table(self) -> dict[str, list[str]]:
         return {head: self.labels(head) for head in self.heads}
@@ -54,11 +64,13 @@ def ranked_labels(proba_row: np.ndarray, labels: Sequence[str],
 
 
 def predictions_from_proba(
-    proba: dict[str, np.ndarray], labels: dict[str, list[str]]
+    proba: dict[str, np.ndarray], labels: dict[str, list[str]],
+    languages: Sequence[str] | None = None,
 ) -> list[Prediction]:
-    """Each head's top label and its probability, per row."""
+    """Each head's top label and its probability, per row (with its language, if given)."""
     tops = {head: top_labels(p, labels[head]) for head, p in proba.items()}
     n = len(next(iter(proba.values()))) if proba else 0
     columns = {head: (names.tolist(), conf.tolist()) for head, (names, conf) in tops.items()}
+    langs = languages if languages is not None else [""] * n
     return [Prediction({h: c[0][i] for h, c in columns.items()},
-                       {h: c[1][i] for h, c in columns.items()}) for i in range(n)]
+                       {h: c[1][i] for h, c in columns.items()}, langs[i]) for i in range(n)]

@@ -64,10 +64,12 @@ class TicketAnswer:
     uncertain_heads: dict[str, tuple[float, float]]  # head: (confidence, threshold)
     reasons: dict[str, list[Contribution]]
     model_version: str
+    language: str
+    unseen_language: bool  # a language the model was not trained on: uncertain by definition
 
     @property
     def uncertain(self) -> bool:
-        return bool(self.uncertain_heads)
+        return bool(self.uncertain_heads) or self.unseen_language
 
 
 def answer(model: TicketModel, text: str, top: int = 3, with_reasons: bool = False,
@@ -77,9 +79,10 @@ def answer(model: TicketModel, text: str, top: int = 3, with_reasons: bool = Fal
         raise UsageError("the ticket text is empty", "pass the text of a ticket")
     from ..pipeline import Thresholds
     from ..priority import priority_for
+    from .language import detect_languages
 
     proba = model.predict_proba([text])
-    (prediction,) = predictions_from_proba(proba, model.label_table())
+    (prediction,) = predictions_from_proba(proba, model.label_table(), detect_languages([text]))
     thresholds = Thresholds.from_model(model, threshold)
     ranked = {head: ranked_labels(p[0], model.labels(head), top) for head, p in proba.items()}
     uncertain = {head: (prediction.confidence(head), t)
@@ -89,4 +92,5 @@ def answer(model: TicketModel, text: str, top: int = 3, with_reasons: bool = Fal
     return TicketAnswer(
         ranked=ranked,
         priority=priority_for(prediction.label("category"), prediction.label("sentiment"), text),
-        uncertain_heads=uncertain, reasons=reasons, model_version=model.version)
+        uncertain_heads=uncertain, reasons=reasons, model_version=model.version,
+        language=prediction.language, unseen_language=thresholds.unseen_language(prediction))

@@ -31,6 +31,7 @@ from ..io.readers import ReadOptions
 from ..io.sources import STDIN
 from ..schema import LABELS
 from .encoder import SentenceEncoder, encoder_card, encoder_libraries, remembering
+from .language import training_languages
 from .neighbours import NeighbourProduct
 from .store import file_sha256, save_model
 
@@ -174,6 +175,7 @@ def train(spec: TrainSpec, model_dir: Path,
         "name": model_dir.name,
         "created": _created(),
         "labels": {head: [str(c) for c in clf.classes_] for head, clf in fitted.items()},
+        "languages": training_languages(texts_all),
         "thresholds": thresholds or {h: 0.5 for h in fitted},
         "target_precision": spec.target_precision,
         "metrics": {"folds": spec.folds, **metrics},
