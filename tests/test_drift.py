@@ -152,11 +152,16 @@ def test_low_confidence_is_the_local_confidence_below_each_heads_threshold():
     assert result.low_confidence == {"category": 0.5, "sentiment": 0.5}
 
 
-def test_unseen_languages_are_those_outside_the_cards_and_no_language_counts_as_seen():
-    counts = DriftCounts(tickets=10, languages=Counter({"en": 5, "fr": 3, "": 2}))
-    assert figures(TrainingPrior(languages=frozenset({"en", "de"})), counts, {},
-                   HEADS).unseen_languages == pytest.approx(0.3)
-    assert figures(TrainingPrior(), counts, {}, HEADS).unseen_languages is None  # card: none
+def test_unseen_languages_are_those_outside_the_cards_and_no_verdict_counts_as_seen():
+    predictions = [Prediction({}, {}, language) for language in
+                   ["en"] * 3 + ["de"] + ["fr"] * 3 + ["und"] + [""] * 2]
+    counts = count_batch(None, {}, [""] * 10, predictions)
+    assert counts.languages == Counter({"en": 3, "de": 1, "fr": 3, "und": 1, "": 2})
+    card = {"languages": ["en", "de"]}
+    assert figures(TrainingPrior.from_card(card), counts, {}, HEADS).unseen_languages == \
+        pytest.approx(0.3)
+    for card in ({}, {"languages": []}):  # a card that lists none: unknown, not 0 or 1
+        assert figures(TrainingPrior.from_card(card), counts, {}, HEADS).unseen_languages is None
 
 
 def test_counts_of_batches_add_up_to_the_counts_of_the_run():

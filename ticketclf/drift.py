@@ -13,7 +13,8 @@ batch by batch (so they cost a few dictionary look-ups per ticket):
   (tokenising is a regex pass over the text: every ticket would cost ~5 % of the model's
   time, a systematic sample a quarter of that; bench/RESULTS.md);
 - unseen-language share: tickets whose detected language is not among the card's training
-  languages (a ticket without a detected language counts as seen).
+  languages; "und" (too little text to tell) and no language count as seen, as they do for
+  escalation (pipeline.Thresholds).
 
 A figure whose reference the model does not carry (a card without per-class supports, without
 `languages`, a vectorizer without a word vocabulary) or that has no tickets is None: unknown,
@@ -28,6 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .model.language import UNDETERMINED
 from .schema import Prediction
 
 TOKEN_SAMPLE_EVERY = 4
@@ -51,8 +53,8 @@ class TrainingPrior:
             total = sum(supports.values())
             if total > 0:
                 labels[head] = {label: n / total for label, n in supports.items()}
-        languages = card.get("languages")
-        return cls(labels, frozenset(map(str, languages)) if languages is not None else None)
+        languages = card.get("languages")  # a card without them (or an empty list): unknown
+        return cls(labels, frozenset(map(str, languages)) if languages else None)
 
 
 @dataclass
@@ -64,7 +66,7 @@ class DriftCounts:
     tokens: int = 0
     unseen_tokens: int = 0
     vocabulary: bool = True  # False when the model has no word vocabulary to check against
-    languages: Counter[str] = field(default_factory=Counter)  # "" = no language detected
+    languages: Counter[str] = field(default_factory=Counter)  # detected, per ticket
 
     def add(self, other: DriftCounts) -> None:
         self.tickets += other.tickets
@@ -112,11 +114,12 @@ def mix_divergence(mix: Mapping[str, int], prior: Mapping[str, float] | None) ->
 def figures(prior: TrainingPrior, counts: DriftCounts, mixes: Mapping[str, Mapping[str, int]],
             heads: Sequence[str]) -> DriftFigures:
     """The four figures of one run, for each of `heads` (None where unknown)."""
-    seen, results = counts.tickets, counts.languages.total()
+    seen = counts.tickets
     unseen_languages: float | None = None
-    if prior.languages is not None and results:
+    if prior.languages is not None and seen:
+        known = {"", UNDETERMINED, *prior.languages}
         unseen_languages = sum(n for lang, n in counts.languages.items()
-                               if lang and lang not in prior.languages) / results
+                               if lang not in known) / seen
     return DriftFigures(
         divergence={h: mix_divergence(mixes.get(h, {}), prior.labels.get(h)) for h in heads},
         low_confidence={h: counts.low_confidence[h] / seen if seen else None for h in heads},
@@ -160,7 +163,8 @@ def count_batch(vocabulary: WordVocabulary | None, thresholds: Mapping[str, floa
                 texts: Sequence[str], predictions: Sequence[Prediction]) -> DriftCounts:
     """One batch's counts from the local model's predictions (before escalation) and texts;
     `thresholds` are the card's, so runs with different --llm-threshold compare."""
-    counts = DriftCounts(tickets=len(predictions), vocabulary=vocabulary is not None)
+    counts = DriftCounts(tickets=len(predictions), vocabulary=vocabulary is not None,
+                         languages=Counter(p.language for p in predictions))
     for head, threshold in thresholds.items():
         counts.low_confidence[head] = sum(p.confidence(head) < threshold for p in predictions)
     if vocabulary is not None:

@@ -306,7 +306,6 @@ def _count(report: RunReport, results: list[Result], rejects: list[Reject],
         report.decided_by[r.decided_by] += 1
         report.needs_review += r.needs_review
         report.cached += r.cached
-        report.drift.languages[r.language] += 1
         for head, histogram in report.confidence.items():
             histogram.observe(p.confidence(head))
 
