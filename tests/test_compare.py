@@ -189,7 +189,15 @@ def test_drift_figures_are_each_models_own_over_the_same_tickets(model_dir, othe
         tokens = [g for text in texts for g in word.build_analyzer()(text) if " " not in g]
         assert drift[side]["unseen_token_ratio"] == pytest.approx(
             sum(t not in word.vocabulary_ for t in tokens) / len(tokens))  # every ticket
-        assert drift[side]["unseen_language_ratio"] is None  # compare detects no language
+    # the languages are the tickets' (one detection), the training languages each card's
+    detected = [p.language for p in old.predict(texts)]
+    for side, model in (("old", old), ("new", new)):
+        if model.languages:
+            unseen = sum(lang not in {"und", *model.languages} for lang in detected)
+            assert drift[side]["unseen_language_ratio"] == pytest.approx(unseen / len(texts))
+        else:  # the shipped card may predate the languages
+            assert drift[side]["unseen_language_ratio"] is None
+    assert new.languages, "a model trained today lists its training languages"
     # two categories of training text know fewer words than the whole corpus
     assert drift["new"]["unseen_token_ratio"] > drift["old"]["unseen_token_ratio"]
 

@@ -21,6 +21,7 @@ from .io.labelled import label_of
 from .io.readers import Batch, ReadOptions
 from .model import TicketModel
 from .model.core import top_labels
+from .model.language import detect_languages
 from .schema import HEADS
 
 EXCERPT_CHARS = 100
@@ -105,14 +106,14 @@ class Comparison:
     changed: list[ChangedTicket] = field(default_factory=list)
     old_drift: ModelDrift = field(default_factory=lambda: ModelDrift(TrainingPrior(), None))
     new_drift: ModelDrift = field(default_factory=lambda: ModelDrift(TrainingPrior(), None))
+    languages: Counter[str] = field(default_factory=Counter)  # detected; the same for both
 
     def drift(self, old: bool) -> DriftFigures:
-        """One model's figures as a classify run pushes them; compare detects no language, so
-        the unseen-language share is None."""
+        """One model's figures as a classify run pushes them."""
         side = self.old_drift if old else self.new_drift
         counts = DriftCounts(
             tickets=self.rows, tokens=side.tokens, unseen_tokens=side.unseen_tokens,
-            vocabulary=side.vocabulary is not None,
+            vocabulary=side.vocabulary is not None, languages=self.languages,
             low_confidence=Counter({head: h.old_uncertain if old else h.new_uncertain
                                     for head, h in self.heads.items()}))
         mixes = {head: h.old_mix if old else h.new_mix for head, h in self.heads.items()}
@@ -206,6 +207,7 @@ def _compare_batch(batch: Batch, old: TicketModel, new: TicketModel, columns: di
     old_proba, new_proba = old.predict_proba(texts), new.predict_proba(texts)
     result.old_drift.count(texts)
     result.new_drift.count(texts)
+    result.languages.update(detect_languages(texts))
     changes: list[list[LabelChange]] = [[] for _ in tickets]
     for head, h in result.heads.items():
         old_label, old_conf = top_labels(old_proba[head], old.labels(head))

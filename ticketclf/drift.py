@@ -114,12 +114,12 @@ def mix_divergence(mix: Mapping[str, int], prior: Mapping[str, float] | None) ->
 def figures(prior: TrainingPrior, counts: DriftCounts, mixes: Mapping[str, Mapping[str, int]],
             heads: Sequence[str]) -> DriftFigures:
     """The four figures of one run, for each of `heads` (None where unknown)."""
-    seen = counts.tickets
+    seen, looked_at = counts.tickets, counts.languages.total()
     unseen_languages: float | None = None
-    if prior.languages is not None and seen:
+    if prior.languages is not None and looked_at:
         known = {"", UNDETERMINED, *prior.languages}
         unseen_languages = sum(n for lang, n in counts.languages.items()
-                               if lang not in known) / seen
+                               if lang not in known) / looked_at
     return DriftFigures(
         divergence={h: mix_divergence(mixes.get(h, {}), prior.labels.get(h)) for h in heads},
         low_confidence={h: counts.low_confidence[h] / seen if seen else None for h in heads},
