@@ -149,6 +149,7 @@ def test_cli_prints_agreement_mix_metrics_and_changed_tickets(cli, model_dir, ot
     assert r.code == 0, r
     for text in ("agreement", "shift", "macro-F1", "changed tickets (first 3)",
                  "drift from the training data", "category label divergence", "unseen words",
+                 "unseen languages",
                  "unknown"):  # the new model's card has no per-class supports
         assert text in r.stdout
 

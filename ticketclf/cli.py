@@ -802,8 +802,10 @@ def _print_comparison(result: dict[str, Any], show: int) -> None:
     for head in result["heads"]:
         table.add_row(f"{head} label divergence", _drift_figure(old_d["label_divergence"][head]),
                       _drift_figure(new_d["label_divergence"][head]), _drift_figure(between[head]))
-    table.add_row("unseen words", _drift_figure(old_d["unseen_token_ratio"], "{:.1%}"),
-                  _drift_figure(new_d["unseen_token_ratio"], "{:.1%}"), "")
+    for key, name in (("unseen_token_ratio", "unseen words"),
+                      ("unseen_language_ratio", "unseen languages")):
+        table.add_row(name, _drift_figure(old_d[key], "{:.1%}"),
+                      _drift_figure(new_d[key], "{:.1%}"), "")
     out.print(table)
     if show and result["changed_tickets"]:
         changed = Table("id", "changed", "text", title=f"changed tickets (first {show})",
