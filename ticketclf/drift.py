@@ -10,8 +10,8 @@ batch by batch (so they cost a few dictionary look-ups per ticket):
   relabel; the any-head share is what gets escalated, already pushed as decisions);
 - unseen-token share: word tokens, as the model's word analyzer splits them, that are not in
   its vocabulary, over all word tokens, of every TOKEN_SAMPLE_EVERY-th ticket of a batch
-  (tokenising is a regex pass over the text: every ticket would cost ~5 % of the model's
-  time, a systematic sample a quarter of that; bench/RESULTS.md);
+  (tokenising is a regex pass over the text, too dear for every ticket on the hot path;
+  the cost with and without the sample: bench/RESULTS.md, bench/drift_cost.py);
 - unseen-language share: tickets whose detected language is not among the card's training
   languages; "und" (too little text to tell) and no language count as seen, as they do for
   escalation (pipeline.Thresholds).
