@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from scipy.spatial.distance import jensenshannon
 
 from ticketclf.compare import compare_models
 from ticketclf.io.readers import ReadOptions, TicketReader
@@ -146,7 +147,10 @@ def test_cli_prints_agreement_mix_metrics_and_changed_tickets(cli, model_dir, ot
                                                               tmp_path):
     r = cli("compare", model_dir, other_model, labelled_csv(tmp_path), "--show", "3")
     assert r.code == 0, r
-    for text in ("agreement", "shift", "macro-F1", "changed tickets (first 3)"):
+    for text in ("agreement", "shift", "macro-F1", "changed tickets (first 3)",
+                 "drift from the training data", "category label divergence", "unseen words",
+                 "unseen languages",
+                 "unknown"):  # the new model's card has no per-class supports
         assert text in r.stdout
 
 
@@ -155,6 +159,55 @@ def test_cli_reads_jsonl_from_stdin(cli, model_dir):
             input=(SAMPLES / "tickets.jsonl").read_text())
     assert r.code == 0, r
     assert json.loads(r.stdout)["agreement"] == 1.0
+
+
+def test_drift_figures_are_each_models_own_over_the_same_tickets(model_dir, other_model):
+    old, new = load_model(model_dir), load_model(other_model)
+    texts = [t.text for t in tickets_of(SAMPLES / "tickets.csv")]
+    report = compare_models(old, new, [str(SAMPLES / "tickets.csv")],
+                            ReadOptions(batch_size=7)).as_dict()
+    drift = report["drift"]
+    card = old.card
+    for head in ("category", "sentiment"):
+        supports = {k: v["support"] for k, v in card["metrics"][head]["per_class"].items()}
+        mix = Counter(labels(old, texts, head))
+        keys = sorted(supports.keys() | mix.keys())
+        expected = jensenshannon([mix[k] for k in keys], [supports.get(k, 0) for k in keys],
+                                 base=2) ** 2
+        assert drift["old"]["label_divergence"][head] == pytest.approx(expected)
+        # trained with --folds 0: no per-class supports, so no prior to diverge from
+        assert drift["new"]["label_divergence"][head] is None
+        between = {k: report["heads"][head]["mix"][k] for k in report["heads"][head]["mix"]}
+        keys = sorted(between)
+        assert drift["label_divergence_between"][head] == pytest.approx(jensenshannon(
+            [between[k]["old"] for k in keys], [between[k]["new"] for k in keys], base=2) ** 2)
+        assert drift["label_divergence_between"][head] > 0
+        for side in ("old", "new"):
+            assert drift[side]["low_confidence_ratio"][head] == \
+                report["heads"][head][f"{side}_uncertain_rate"]
+    for side, model in (("old", old), ("new", new)):
+        (word,) = [p for _n, p in model.vectorizer.transformer_list if p.analyzer == "word"]
+        tokens = [g for text in texts for g in word.build_analyzer()(text) if " " not in g]
+        assert drift[side]["unseen_token_ratio"] == pytest.approx(
+            sum(t not in word.vocabulary_ for t in tokens) / len(tokens))  # every ticket
+    # the languages are the tickets' (one detection), the training languages each card's
+    detected = [p.language for p in old.predict(texts)]
+    for side, model in (("old", old), ("new", new)):
+        if model.languages:
+            unseen = sum(lang not in {"und", *model.languages} for lang in detected)
+            assert drift[side]["unseen_language_ratio"] == pytest.approx(unseen / len(texts))
+        else:  # the shipped card may predate the languages
+            assert drift[side]["unseen_language_ratio"] is None
+    assert new.languages, "a model trained today lists its training languages"
+    # two categories of training text know fewer words than the whole corpus
+    assert drift["new"]["unseen_token_ratio"] > drift["old"]["unseen_token_ratio"]
+
+
+def test_a_model_compared_with_itself_has_no_divergence_between_the_two(model_dir):
+    model = load_model(model_dir)
+    drift = compare_models(model, model, [str(SAMPLES / "tickets.csv")]).as_dict()["drift"]
+    assert drift["old"] == drift["new"]
+    assert drift["label_divergence_between"] == {"category": 0, "sentiment": 0}
 
 
 @pytest.mark.parametrize(("args", "code"), [

@@ -10,22 +10,26 @@ import csv
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from scipy.spatial.distance import jensenshannon
 
 from ticketclf.metrics import PUSH_TIMEOUT_SECONDS
+from ticketclf.model import load_model
 from ticketclf.schema import CATEGORIES, SENTIMENTS
 
-from .conftest import SAMPLES, run_cli, ticketclf_cmd, write_csv
+from .conftest import SAMPLES, SHIPPED_MODEL, run_cli, ticketclf_cmd, write_csv
 from .services import BASIC_AUTH_PASSWORD, BASIC_AUTH_USER, free_port
 
 with open(SAMPLES / "tickets.csv", encoding="utf-8", newline="") as _f:
@@ -56,6 +60,11 @@ DOCUMENTED_SERIES = {
     'ticketclf_last_run_confidence_count{head="sentiment"}',
     "ticketclf_last_run_exit_code",
     "ticketclf_last_run_llm_cost_usd",
+    # drift against the model's training data (issue 14)
+    *(f'ticketclf_last_run_{family}{{head="{head}"}}' for head in ("category", "sentiment")
+      for family in ("label_divergence", "low_confidence_ratio")),
+    "ticketclf_last_run_unseen_token_ratio",
+    "ticketclf_last_run_unseen_language_ratio",
 }
 # Label names a pushed sample may carry besides the grouping key: none per pod or per ticket.
 METRIC_LABELS = {"outcome", "category", "sentiment", "priority", "decided_by", "result", "status",
@@ -113,6 +122,46 @@ def test_a_run_pushes_the_documented_series(cli, pushgateway, tmp_path):
     assert 0 < series["ticketclf_last_run_duration_seconds"] < time.time() - started
     labels = {name for key in series for name in re.findall(r'(\w+)="', key)}
     assert labels <= METRIC_LABELS, labels - METRIC_LABELS  # grouping key: job (+instance) only
+
+
+def test_a_run_pushes_how_far_its_tickets_are_from_the_training_data(cli, pushgateway, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(SHIPPED_MODEL, model)
+    card = json.loads((model / "card.json").read_text())
+    (model / "card.json").write_text(json.dumps({**card, "languages": ["en"]}))
+    job, out = unique_job(), tmp_path / "out.csv"
+    r = cli(*classify_args(out, "--model", model, "--pushgateway", pushgateway.url,
+                           "--job-name", job))
+    assert r.code == 0, r
+    series = pushgateway.series(job)
+    with open(out, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(SAMPLE_ROWS)
+    for head in ("category", "sentiment"):
+        # the run's final label mix against the card's cross-validation supports
+        supports = {k: v["support"] for k, v in card["metrics"][head]["per_class"].items()}
+        mix = Counter(row[head] for row in rows)
+        labels = sorted(supports.keys() | mix.keys())
+        expected = jensenshannon([mix[k] for k in labels], [supports.get(k, 0) for k in labels],
+                                 base=2) ** 2
+        pushed = series[f'ticketclf_last_run_label_divergence{{head="{head}"}}']
+        assert pushed == pytest.approx(expected, abs=1e-9)
+        # the card's threshold, not --llm-threshold 0: the local model's own doubt
+        low = sum(float(row[f"{head}_confidence"]) < card["thresholds"][head] for row in rows)
+        assert series[f'ticketclf_last_run_low_confidence_ratio{{head="{head}"}}'] == \
+            pytest.approx(low / len(rows))
+        assert head != "sentiment" or low > 0  # so the threshold used matters here
+    # word tokens of every 4th ticket, split by the fitted word analyzer, not in its vocabulary
+    (word,) = [p for _n, p in load_model(model).vectorizer.transformer_list if p.analyzer == "word"]
+    analyzer = word.build_analyzer()
+    tokens = [g for row in SAMPLE_ROWS[::4] for g in analyzer(row["text"]) if " " not in g]
+    unseen = sum(token not in word.vocabulary_ for token in tokens) / len(tokens)
+    assert series["ticketclf_last_run_unseen_token_ratio"] == pytest.approx(unseen)
+    assert 0 < unseen < 0.5
+    # the card lists its languages; "und" (too short to tell) counts as seen
+    foreign = sum(row["language"] not in ("en", "und") for row in rows)
+    assert series["ticketclf_last_run_unseen_language_ratio"] == pytest.approx(
+        foreign / len(rows))
 
 
 def test_a_sharded_run_is_grouped_by_job_and_shard(cli, pushgateway, tmp_path):

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import ROOT, SAMPLES, run_cli, write_csv
+from .conftest import ROOT, SAMPLES, SHIPPED_MODEL, run_cli, write_csv
 from .services import Prometheus, Pushgateway
 
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
@@ -94,6 +94,8 @@ def test_every_alert_the_readme_promises_exists():
     names = {rule["alert"] for rule in rules() if "alert" in rule}
     assert {"TicketclfNoRecentSuccess", "TicketclfLastRunFailed", "TicketclfRejectRateHigh",
             "TicketclfLLMErrorRateHigh", "TicketclfMetricsPushFailing"} <= names
+    assert {"TicketclfLabelMixDrift", "TicketclfUnseenTokensHigh", "TicketclfUnseenLanguagesHigh",
+            "TicketclfLowConfidenceJump"} <= names
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert all(f"`{name}`" in readme for name in names)
 
@@ -104,6 +106,36 @@ def test_prometheus_keeps_the_pushed_job_label(prometheus, scraped_job):
     assert labels["job"] == scraped_job  # honor_labels: not job="pushgateway"
     assert "exported_job" not in labels and "shard" not in labels
     assert series["value"][1] == "1"
+
+
+def test_every_metric_the_dashboard_and_the_rules_name_is_one_a_run_pushes(pushgateway,
+                                                                          scraped_job):
+    """A panel or rule on a metric no run pushes shows nothing, even where its expression
+    still returns data (`or vector(0)`, `absent(...)`)."""
+    dashboard = DASHBOARD.read_text()
+    named = set(re.findall(r"\b(?:ticketclf|push)_\w+", dashboard))
+    named |= {name for rule in rules() for name in re.findall(r"\b(?:ticketclf|push)_\w+",
+                                                              rule["expr"])}
+    pushed = {key.split("{")[0] for key in pushgateway.series(scraped_job)}
+    assert {"ticketclf_last_run_label_divergence", "ticketclf_last_run_unseen_token_ratio"} <= named
+    assert named <= pushed, named - pushed
+
+
+def test_a_runs_drift_figures_are_queryable_in_prometheus(prometheus, scraped_job):
+    for family in ("label_divergence", "low_confidence_ratio"):
+        found = prometheus.wait_for(f'ticketclf_last_run_{family}{{job="{scraped_job}"}}')
+        values = {s["metric"]["head"]: float(s["value"][1]) for s in found}
+        assert values.keys() == {"category", "sentiment"}, family
+        assert all(0 <= v <= 1 for v in values.values()), (family, values)
+    (tokens,) = prometheus.query(f'ticketclf_last_run_unseen_token_ratio{{job="{scraped_job}"}}')
+    assert 0 < float(tokens["value"][1]) < 1
+    # unknown (NaN), not 0, while the shipped card lists no training languages
+    (languages,) = prometheus.query(
+        f'ticketclf_last_run_unseen_language_ratio{{job="{scraped_job}"}}')
+    if json.loads((SHIPPED_MODEL / "card.json").read_text()).get("languages"):
+        assert 0 <= float(languages["value"][1]) <= 1
+    else:
+        assert languages["value"][1] == "NaN"
 
 
 @pytest.mark.parametrize("expr", dashboard_exprs())
@@ -148,7 +180,8 @@ def test_the_dashboard_has_the_panels_operators_need():
     titles = {panel["title"] for panel in dashboard["panels"]}
     assert {"Last success age", "Run duration", "Rows per run", "Reject rate", "Category mix",
             "Sentiment mix", "Escalation rate", "Cache hit rate", "LLM requests by status",
-            "LLM tokens", "LLM cost"} <= titles
+            "LLM tokens", "LLM cost", "Label drift", "Low-confidence share", "Unseen words",
+            "Unseen languages"} <= titles
     ids = [panel["id"] for panel in dashboard["panels"]]
     assert len(ids) == len(set(ids))
     for panel in dashboard["panels"]:

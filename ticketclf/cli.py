@@ -850,6 +850,16 @@ def _print_comparison(result: dict[str, Any], show: int) -> None:
                 metrics.add_row(name, f"{old_m[key]:.3f}", f"{new_m[key]:.3f}",
                                 f"{new_m[key] - old_m[key]:+.3f}")
             out.print(metrics)
+    old_d, new_d, between = (result["drift"][k] for k in ("old", "new", "label_divergence_between"))
+    table = Table("drift from the training data", "old", "new", "between the models")
+    for head in result["heads"]:
+        table.add_row(f"{head} label divergence", _drift_figure(old_d["label_divergence"][head]),
+                      _drift_figure(new_d["label_divergence"][head]), _drift_figure(between[head]))
+    for key, name in (("unseen_token_ratio", "unseen words"),
+                      ("unseen_language_ratio", "unseen languages")):
+        table.add_row(name, _drift_figure(old_d[key], "{:.1%}"),
+                      _drift_figure(new_d[key], "{:.1%}"), "")
+    out.print(table)
     if show and result["changed_tickets"]:
         changed = Table("id", "changed", "text", title=f"changed tickets (first {show})",
                         title_justify="left")
@@ -1008,6 +1018,10 @@ def promote(
     pointer = versions.point_to(models_dir, version, f"promote --to {to}")
     typer.echo(f"current: {pointer.current} (previous: {pointer.previous or '-'}) in "
                f"{models_dir}")
+
+
+def _drift_figure(value: float | None, spec: str = "{:.3f}") -> str:
+    return "unknown" if value is None else spec.format(value)
 
 
 def run() -> None:

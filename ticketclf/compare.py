@@ -1,6 +1,7 @@
 """Compare two models over the same tickets before promoting one: agreement, the label-mix
 shift per class, the tickets that changed label and, where the data has labels, both models'
-metrics side by side. The batch-job counterpart of a blue-green switch: the new model's
+metrics side by side, and the drift figures a classify run pushes (drift.py) for each model.
+The batch-job counterpart of a blue-green switch: the new model's
 output is inspected on real traffic before it replaces the old one."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .drift import DriftCounts, DriftFigures, TrainingPrior, WordVocabulary, figures, js_divergence
 from .errors import ConfigError
 from .evaluate import evaluate_predictions
 from .io.inputs import Inputs
@@ -19,6 +21,7 @@ from .io.labelled import label_of
 from .io.readers import Batch, ReadOptions
 from .model import TicketModel
 from .model.core import top_labels
+from .model.language import detect_languages
 from .schema import HEADS
 
 EXCERPT_CHARS = 100
@@ -73,6 +76,27 @@ class HeadComparison:
 
 
 @dataclass
+class ModelDrift:
+    """What one model's drift figures need beyond the head counts: its training prior and
+    its word vocabulary's counts over the compared tickets (every ticket, not a sample)."""
+
+    prior: TrainingPrior
+    vocabulary: WordVocabulary | None
+    unseen_tokens: int = 0
+    tokens: int = 0
+
+    @classmethod
+    def of(cls, model: TicketModel) -> ModelDrift:
+        return cls(TrainingPrior.from_card(model.card), WordVocabulary.of(model.vectorizer))
+
+    def count(self, texts: Sequence[str]) -> None:
+        if self.vocabulary is not None:
+            unseen, total = self.vocabulary.count(texts)
+            self.unseen_tokens += unseen
+            self.tokens += total
+
+
+@dataclass
 class Comparison:
     old_version: str
     new_version: str
@@ -80,6 +104,20 @@ class Comparison:
     rows: int = 0
     rejected: int = 0
     changed: list[ChangedTicket] = field(default_factory=list)
+    old_drift: ModelDrift = field(default_factory=lambda: ModelDrift(TrainingPrior(), None))
+    new_drift: ModelDrift = field(default_factory=lambda: ModelDrift(TrainingPrior(), None))
+    languages: Counter[str] = field(default_factory=Counter)  # detected; the same for both
+
+    def drift(self, old: bool) -> DriftFigures:
+        """One model's figures as a classify run pushes them."""
+        side = self.old_drift if old else self.new_drift
+        counts = DriftCounts(
+            tickets=self.rows, tokens=side.tokens, unseen_tokens=side.unseen_tokens,
+            vocabulary=side.vocabulary is not None, languages=self.languages,
+            low_confidence=Counter({head: h.old_uncertain if old else h.new_uncertain
+                                    for head, h in self.heads.items()}))
+        mixes = {head: h.old_mix if old else h.new_mix for head, h in self.heads.items()}
+        return figures(side.prior, counts, mixes, list(self.heads))
 
     @property
     def agreement(self) -> float:
@@ -104,6 +142,13 @@ class Comparison:
                        if h.old_metrics is not None else {}),
                 }
                 for head, h in self.heads.items()
+            },
+            "drift": {
+                "old": self.drift(old=True).as_dict(),
+                "new": self.drift(old=False).as_dict(),
+                "label_divergence_between": {
+                    head: js_divergence(h.old_mix, h.new_mix) if h.rows else None
+                    for head, h in self.heads.items()},
             },
             "changed_tickets": [asdict(t) for t in self.changed],
         }
@@ -135,7 +180,8 @@ def compare_models(
         raise ConfigError("the two models have no head in common",
                           "compare models trained for the same task")
     columns = {h: (label_columns or {}).get(h, h) for h in heads}
-    result = Comparison(old.version, new.version, {h: HeadComparison() for h in heads})
+    result = Comparison(old.version, new.version, {h: HeadComparison() for h in heads},
+                        old_drift=ModelDrift.of(old), new_drift=ModelDrift.of(new))
     labelled = _Labelled({h: [] for h in heads}, {h: [] for h in heads}, {h: [] for h in heads})
     with Inputs(inputs, options, input_format) as stream:
         for batch in stream.batches():
@@ -159,6 +205,9 @@ def _compare_batch(batch: Batch, old: TicketModel, new: TicketModel, columns: di
     tickets = batch.tickets
     texts = [t.text for t in tickets]
     old_proba, new_proba = old.predict_proba(texts), new.predict_proba(texts)
+    result.old_drift.count(texts)
+    result.new_drift.count(texts)
+    result.languages.update(detect_languages(texts))
     changes: list[list[LabelChange]] = [[] for _ in tickets]
     for head, h in result.heads.items():
         old_label, old_conf = top_labels(old_proba[head], old.labels(head))

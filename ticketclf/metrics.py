@@ -5,7 +5,8 @@ failure and SIGTERM alike. The push is a POST (`pushadd`), which replaces only t
 families it carries, and `ticketclf_last_success_timestamp_seconds` is carried only by a
 successful run, so a failed run leaves the last success where it was. Every family is pushed
 with at least one sample (known labels at 0), because a POST of a family without samples
-would leave the previous run's values in place.
+would leave the previous run's values in place. A drift figure the model gives no reference
+for (drift.py) is pushed as NaN, which replaces the old value and never breaches an alert.
 
 Grouping key: `job` (default `ticketclf`) plus `shard` ("I/N") when sharded; no per-pod or
 per-ticket labels. A gateway that is down or refuses the push is logged once as a warning and
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import math
 import time
 import urllib.error
 import urllib.request
@@ -31,8 +33,10 @@ from prometheus_client.registry import Collector
 
 from . import __version__
 from .config import DEFAULT_JOB, secret
+from .drift import figures
 from .errors import ConfigError, exit_code_for
 from .runner import CONFIDENCE_BUCKETS, RunReport, Shard
+from .schema import HEADS
 
 log = logging.getLogger("ticketclf.metrics")
 
@@ -203,9 +207,33 @@ class RunCollector(Collector):
                 buckets.append((bound, cumulative))
             confidence.add_metric([head], buckets, sum_value=histogram.total)
         yield confidence
+        yield from _drift_families(r)
         if r.success:  # only a success moves it; a failed run's POST leaves it untouched
             yield _gauge("ticketclf_last_success_timestamp_seconds",
                          "When the last successful run ended (Unix time).", self.ended_at)
+
+
+def _drift_families(r: RunReport) -> Iterator[GaugeMetricFamily]:
+    """How far the run is from its model's training data (drift.py); NaN where unknown."""
+    f = figures(r.prior, r.drift, {"category": r.categories, "sentiment": r.sentiments}, HEADS)
+    yield _labelled("ticketclf_last_run_label_divergence",
+                    "Jensen-Shannon divergence (base 2, 0-1) of the last run's final label mix "
+                    "from the training label mix, by head.", "head",
+                    {h: _or_nan(v) for h, v in f.divergence.items()}, HEADS)
+    yield _labelled("ticketclf_last_run_low_confidence_ratio",
+                    "Share of the last run's tickets whose local-model confidence was below the "
+                    "model card's threshold, before escalation, by head.", "head",
+                    {h: _or_nan(v) for h, v in f.low_confidence.items()}, HEADS)
+    yield _gauge("ticketclf_last_run_unseen_token_ratio",
+                 "Share of the last run's word tokens (sampled tickets) absent from the model's "
+                 "training vocabulary.", _or_nan(f.unseen_tokens))
+    yield _gauge("ticketclf_last_run_unseen_language_ratio",
+                 "Share of the last run's tickets in a language the model was not trained on.",
+                 _or_nan(f.unseen_languages))
+
+
+def _or_nan(value: float | None) -> float:
+    return math.nan if value is None else value
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

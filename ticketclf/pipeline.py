@@ -21,10 +21,12 @@ from pathlib import Path
 from queue import SimpleQueue
 from typing import NoReturn, Protocol
 
+from .drift import DriftCounts, WordVocabulary, count_batch
 from .errors import WorkerDied
 from .io.readers import Batch
 from .model import TicketModel
 from .model.language import UNDETERMINED
+from .priority import PriorityRules
 from .schema import Prediction, Reject, Result, Ticket
 
 
@@ -84,6 +86,7 @@ class StageTimes:
 class ClassifiedBatch:
     results: list[Result]
     rejects: list[Reject] = field(default_factory=list)
+    drift: DriftCounts = field(default_factory=DriftCounts)
 
 
 # --- worker processes -------------------------------------------------------------------
@@ -135,19 +138,36 @@ def bounded_workers(requested: int, per_worker: int = WORKER_MEMORY_BYTES) -> in
 
 @dataclass(slots=True)
 class Scored:
-    """The model's side of one batch: a prediction per ticket, and the priority it implies
-    (computed where the model ran, in a worker when there are workers, so the parent, which
-    reads and writes for all of them, does not)."""
+    """The model's side of one batch: a prediction per ticket, the priority it implies, and
+    the batch's drift counts (computed where the model ran, in a worker when there are
+    workers, so the parent, which reads and writes for all of them, does not)."""
 
     predictions: list[Prediction]
     priorities: list[str]
+    drift: DriftCounts
 
 
-def score(model: TicketModel, texts: list[str]) -> Scored:
-    predictions = model.predict(texts) if texts else []
-    rules = model.taxonomy.priority
-    return Scored(predictions, [rules.priority(p.labels, text)
-                                for p, text in zip(predictions, texts, strict=True)])
+@dataclass(frozen=True)
+class Scorer:
+    """Scores batches of texts with one model; built once, before workers fork, so each
+    worker inherits the compiled priority rules and the vocabulary instead of rebuilding them."""
+
+    model: TicketModel
+    rules: PriorityRules
+    vocabulary: WordVocabulary | None
+    card_thresholds: dict[str, float]  # drift counts low confidence against the card's
+
+    @classmethod
+    def of(cls, model: TicketModel) -> Scorer:
+        return cls(model, model.taxonomy.priority, WordVocabulary.of(model.vectorizer),
+                   Thresholds.from_model(model).by_head)
+
+    def __call__(self, texts: list[str]) -> Scored:
+        predictions = self.model.predict(texts) if texts else []
+        return Scored(predictions,
+                      [self.rules.priority(p.labels, text)
+                       for p, text in zip(predictions, texts, strict=True)],
+                      count_batch(self.vocabulary, self.card_thresholds, texts, predictions))
 
 
 class _Failed:
@@ -157,7 +177,7 @@ class _Failed:
         self.error = error
 
 
-def _serve(model: TicketModel, tasks: Connection, results: Connection) -> None:
+def _serve(scorer: Scorer, tasks: Connection, results: Connection) -> None:
     """A worker's life: predict each batch of texts it is sent, in order, until EOF.
 
     A thread drains the task pipe into a queue, so the parent's send never waits for the
@@ -175,7 +195,7 @@ def _serve(model: TicketModel, tasks: Connection, results: Connection) -> None:
     while (message := queue.get()) is not None:
         texts = pickle.loads(message)
         try:
-            reply: Scored | _Failed = score(model, texts)
+            reply: Scored | _Failed = scorer(texts)
         except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
             reply = _Failed(f"{type(exc).__name__}: {exc}")
         results.send(reply)
@@ -190,7 +210,7 @@ class _Worker:
     in_flight: int = 0
 
 
-def _fork_worker(model: TicketModel) -> _Worker:
+def _fork_worker(scorer: Scorer) -> _Worker:
     tasks_r, tasks_w = multiprocessing.Pipe(duplex=False)
     results_r, results_w = multiprocessing.Pipe(duplex=False)
     with warnings.catch_warnings():
@@ -211,7 +231,7 @@ def _fork_worker(model: TicketModel) -> _Worker:
             os.closerange(3, keep[0])
             os.closerange(keep[0] + 1, keep[1])
             os.closerange(keep[1] + 1, _max_fd())
-            _serve(model, tasks_r, results_w)
+            _serve(scorer, tasks_r, results_w)
         except BaseException:  # noqa: BLE001 - nothing to unwind into: the parent sees EOF
             code = 70
         os._exit(code)
@@ -238,6 +258,7 @@ class Predictor:
     def __init__(self, model: TicketModel, model_dir: Path, workers: int) -> None:
         self.model = model
         self.model_dir = model_dir
+        self.scorer = Scorer.of(model)
         self.workers = bounded_workers(max(1, workers))
         self._pool: list[_Worker] = []
 
@@ -269,7 +290,7 @@ class Predictor:
 
     def _predict_here(self, batch: Batch, times: StageTimes) -> Scored:
         t0 = time.perf_counter()
-        scored = score(self.model, [t.text for t in batch.tickets])
+        scored = self.scorer([t.text for t in batch.tickets])
         times.model += time.perf_counter() - t0
         return scored
 
@@ -278,7 +299,7 @@ class Predictor:
         # (and so copy) the pages of the model every worker shares with us.
         gc.freeze()
         try:
-            self._pool = [_fork_worker(self.model) for _ in range(self.workers)]
+            self._pool = [_fork_worker(self.scorer) for _ in range(self.workers)]
         finally:
             gc.unfreeze()
         return self._pool
@@ -389,7 +410,8 @@ def classify_batches(
     escalator: Escalator | None = None,
     times: StageTimes | None = None,
 ) -> Iterator[ClassifiedBatch]:
-    """Results in input order, one per ticket; rejects pass through alongside."""
+    """Results in input order, one per ticket; rejects pass through alongside, and each
+    batch's drift counts (drift.py) from the local model's answers before escalation."""
     times = times if times is not None else StageTimes()
     version = predictor.model.version
     rules = predictor.model.taxonomy.priority  # cues compiled when the card was read
@@ -412,4 +434,4 @@ def classify_batches(
                 needs_review=d.needs_review,
                 model_version=version,
             ))
-        yield ClassifiedBatch(results, batch.rejects)
+        yield ClassifiedBatch(results, batch.rejects, scored.drift)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TextIO
 
+from .drift import DriftCounts, TrainingPrior
 from .errors import DataError, UsageError
 from .io.inputs import Inputs
 from .io.readers import Batch, ReadOptions
@@ -124,6 +125,8 @@ class RunReport:
     confidence: dict[str, ConfidenceHistogram] = field(
         default_factory=lambda: {head: ConfidenceHistogram() for head in HEADS})
     llm: EscalationStats = field(default_factory=EscalationStats)  # empty when it is off
+    prior: TrainingPrior = field(default_factory=TrainingPrior)  # the model's, for drift
+    drift: DriftCounts = field(default_factory=DriftCounts)
 
     @property
     def reject_rate(self) -> float:
@@ -173,6 +176,7 @@ def run_classify(
     out_fmt = output_format(output, job.output_format)
     report.output, report.rejects_path = output, rejects_path
     report.model_version, report.taxonomy = model.version, model.taxonomy
+    report.prior = TrainingPrior.from_card(model.card)
     log.info("run started", extra={"event": "run_started", "run_id": report.run_id,
                                    "inputs": job.inputs, "output": output,
                                    "model_version": model.version})
@@ -203,7 +207,7 @@ def run_classify(
                 writer.write(classified.results)
                 reject_writer.write(classified.rejects)
                 report.stages.write += time.perf_counter() - t0
-                _count(report, classified.results, classified.rejects)
+                _count(report, classified.results, classified.rejects, classified.drift)
                 if on_progress is not None:
                     on_progress(inputs.bytes_read, inputs.total_bytes)
             if writer is None:  # no rows at all: still a valid, header-only output
@@ -290,8 +294,10 @@ def _open_output(stack: ExitStack, output: str) -> IO[bytes]:
     return stream
 
 
-def _count(report: RunReport, results: list[Result], rejects: list[Reject]) -> None:
+def _count(report: RunReport, results: list[Result], rejects: list[Reject],
+           drift: DriftCounts) -> None:
     report.rows_in += len(results) + len(rejects)
+    report.drift.add(drift)
     report.classified += len(results)
     report.rejected += len(rejects)
     for r in results:
