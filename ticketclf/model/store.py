@@ -53,10 +53,10 @@ def _import_skops_io() -> Any:
 
     On import, skops lists every scikit-learn estimator (`all_estimators()`, which imports
     every scikit-learn module) as trusted by default, and adds that list to any `trusted=`
-    given. We always pass TRUSTED_TYPES, so the default only widened what loads; building it
-    cost every process ~1.5 s and ~100 MiB (bench/RESULTS.md), and checking each node against
-    it most of the load time. With it empty, exactly TRUSTED_TYPES (plus skops' primitives
-    and containers) load."""
+    given. We always pass TRUSTED_TYPES, so the default only widened what loads, while
+    building it slowed every process's start, and checking each node against it the load
+    (bench/RESULTS.md). With it empty, exactly TRUSTED_TYPES (plus skops' primitives and
+    containers) load."""
     import sys
 
     if "skops.io" in sys.modules:
