@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from typer.core import TyperGroup
@@ -192,6 +192,14 @@ InputPriceOpt = Annotated[float | None, typer.Option(
 OutputPriceOpt = Annotated[float | None, typer.Option(
     "--llm-output-price", min=0.0, help="USD per million output tokens, thinking included, for "
     "the cost estimate. Default: the backend's price for the model.")]
+LLMModeOpt = Annotated[Literal["online", "batch"], typer.Option(
+    "--llm-mode", envvar="TICKETCLF_LLM_MODE", show_envvar=True, case_sensitive=False,
+    help="online: one request per uncertain ticket, as the run goes. batch: all of them as one "
+    "Batch API job at half the price, waited for up to --llm-wait (gemini only; not stdin).")]
+LLMWaitOpt = Annotated[float, typer.Option(
+    "--llm-wait", min=0.0, max=86_400.0, metavar="SECONDS",
+    help="Batch mode: how long to wait for the job; answers arriving later are collected by "
+    "the next run.")]
 DryRunOpt = Annotated[bool, typer.Option(
     "--dry-run", help="Report how many tickets would go to the LLM, with estimated tokens and "
     "cost; call nothing, write nothing.")]
@@ -316,11 +324,13 @@ def classify(
     no_cache: NoCacheOpt = False,
     llm_input_price: InputPriceOpt = None,
     llm_output_price: OutputPriceOpt = None,
+    llm_mode: LLMModeOpt = "online",
+    llm_wait: LLMWaitOpt = 10_800.0,
     dry_run: DryRunOpt = False,
 ) -> None:
     """Classify tickets from CSV/JSONL files into an output file, atomically. Tickets the
     model is unsure of go, redacted, to the LLM when its key is configured (see --llm)."""
-    from .llm import DryRunEscalator, llm_config
+    from .llm import DryRunEscalator, LLMEscalator, llm_config
     from .metrics import Pushgateway, pushed_when_done
     from .runner import ClassifyJob, RunReport, Shard, run_classify
 
@@ -350,8 +360,13 @@ def classify(
         show_progress = not quiet and _console(stderr=True).is_terminal
         with _escalation(config, report.llm, dry_run) as escalator, \
                 _progress(show_progress) as on_progress:
-            run_classify(job, ticket_model, model_dir, escalator=escalator,
-                         on_progress=on_progress, report=report)
+            if llm_mode == "batch" and isinstance(escalator, LLMEscalator):
+                from .llm.batch import run_batch
+
+                run_batch(job, ticket_model, model_dir, escalator, llm_wait, on_progress, report)
+            else:
+                run_classify(job, ticket_model, model_dir, escalator=escalator,
+                             on_progress=on_progress, report=report)
     if isinstance(escalator, DryRunEscalator):
         _print_dry_run(report, escalator)
     elif not quiet:
