@@ -45,8 +45,8 @@ def test_a_completed_job_answers_every_uncertain_ticket_at_half_the_price(cli, t
     r = batch_run(cli, tmp_path / "out.csv")
     assert r.code == 0, r
     rows = rows_of(tmp_path / "out.csv")
-    assert {(row["category"], row["decided_by"], row["needs_review"]) for row in rows} == {
-        ("NETWORK", "llm", "false")}
+    assert {(row["category"], row["decided_by"], row["cached"], row["needs_review"])
+            for row in rows} == {("NETWORK", "llm", "false", "false")}  # the job's, not cached
     assert not gemini_env.generate_requests  # no online request at all
     assert creates(gemini_env) == 1
     (job,) = gemini_env.batches.values()
@@ -115,8 +115,8 @@ def test_a_job_finishing_after_the_wait_is_collected_by_the_next_run_without_pay
     r = batch_run(cli, tmp_path / "next.csv", "--llm-wait", "0")
     assert r.code == 0, r
     assert creates(gemini_env) == 1 and not gemini_env.generate_requests
-    assert {(row["decided_by"], row["cached"]) for row in rows_of(tmp_path / "next.csv")} == {
-        ("llm", "true")}
+    assert {(row["decided_by"], row["needs_review"])
+            for row in rows_of(tmp_path / "next.csv")} == {("llm", "false")}
     assert not remembered.exists()
 
 
@@ -133,6 +133,7 @@ def test_polling_waits_for_a_job_that_takes_a_few_polls(fake_gemini, tmp_path):
     assert len(gets) == 4  # three say running, the fourth brings the answers
     assert report.decided_by == {"llm": report.classified}
     assert stats.llm_requests == {"ok": report.classified, "batch_jobs": 1}
+    assert stats.cache_lookups == {"miss": report.classified}
 
 
 def test_max_llm_calls_caps_the_job_and_the_rest_need_review(cli, tmp_path, gemini_env):

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..cache import AnswerCache, answer_key
 from ..errors import UsageError
-from .base import LLMError, Reply
+from .base import LLMAnswer, LLMError, Reply
 from .escalator import CachedEscalation, EscalationStats, LLMEscalator, count_usage
 from .prompt import PROMPT_VERSION
 
@@ -128,14 +128,22 @@ class CollectingEscalator(CachedEscalation):
 
 
 class CacheOnlyEscalator(CachedEscalation):
-    """Pass 2: answers from the cache only; a miss keeps the local prediction, for review."""
+    """Pass 2: no requests. The answers the batch jobs brought this run count as the LLM's
+    (cached=false, a cache miss), the rest come from the cache; a ticket with neither keeps
+    the local prediction, for review."""
 
-    def __init__(self, online: LLMEscalator) -> None:
+    def __init__(self, online: LLMEscalator, fetched: Mapping[str, LLMAnswer]) -> None:
         super().__init__(online.backend_name, online.model, online.cache, online.settings,
                          online.counters, online.prompt)
+        self.fetched = fetched
 
-    def _answer(self, misses: Mapping[str, str]) -> dict[str, Any]:
-        return {}
+    def _lookup(self, keys: list[str]) -> dict[str, LLMAnswer]:
+        answers = super()._lookup([key for key in keys if key not in self.fetched])
+        self.counters.cache_lookups["miss"] += sum(key in self.fetched for key in keys)
+        return answers
+
+    def _answer(self, misses: Mapping[str, str]) -> dict[str, LLMAnswer]:
+        return {key: self.fetched[key] for key in misses if key in self.fetched}
 
 
 class BatchRun:
@@ -153,6 +161,7 @@ class BatchRun:
         self.prefix = answer_key(online.backend_name, PROMPT_VERSION, online.prompt.hash,
                                  online.model, "").rsplit(":", 1)[0]
         self.sleep = sleep
+        self.fetched: dict[str, LLMAnswer] = {}  # the answers the jobs brought this run
 
     def mine(self) -> list[RememberedJob]:
         """The remembered jobs this backend, prompt and model can collect."""
@@ -212,6 +221,7 @@ class BatchRun:
                 count_usage(self.counters, usage, self.prices)
             if isinstance(outcome, Reply):
                 answers[key] = outcome.answer.as_dict()
+                self.fetched[key] = outcome.answer
         self.cache.put_many(answers)
 
     def wait(self, seconds: float, poll_seconds: float) -> list[RememberedJob]:
@@ -263,5 +273,6 @@ def run_batch(job: ClassifyJob, model: TicketModel, model_dir: Path, escalator: 
                     "keep the local prediction and need review, and the next run collects "
                     "their answers", len(unanswered), wait_seconds, tickets,
                     extra={"event": "batch_pending", "jobs": len(unanswered)})
-    return run_classify(job, model, model_dir, escalator=CacheOnlyEscalator(escalator),
+    return run_classify(job, model, model_dir,
+                        escalator=CacheOnlyEscalator(escalator, batch.fetched),
                         on_progress=on_progress, report=report)
