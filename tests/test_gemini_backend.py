@@ -4,11 +4,13 @@ explicit and configurable, and cached input tokens are counted and priced."""
 
 from __future__ import annotations
 
+import email.utils
 import time
 
 import pytest
 
 from ticketclf.llm import EscalationStats, RetryPolicy
+from ticketclf.llm.limits import retry_after_seconds
 
 from .fake_gemini import answer_body, error
 from .test_llm_escalation import FAST_RETRY, assert_fell_back, escalator, tickets
@@ -26,6 +28,14 @@ def test_the_servers_retry_delay_is_waited_for(fake_gemini, reply):
     assert time.monotonic() - started >= 0.8
     assert decision.decided_by == "llm"
     assert stats.llm_requests == {"ok": 1, "retried": 1}
+
+
+def test_retry_after_is_read_as_seconds_or_as_an_http_date():
+    assert retry_after_seconds("7") == 7.0
+    in_a_minute = email.utils.formatdate(time.time() + 60, usegmt=True)
+    assert 55 <= retry_after_seconds(in_a_minute) <= 60
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # past: at once
+    assert retry_after_seconds("soon") is None and retry_after_seconds(None) is None
 
 
 def test_a_retry_delay_beyond_the_cap_gives_up_instead_of_holding_the_run(fake_gemini):

@@ -222,9 +222,10 @@ class LLMEscalator(CachedEscalation):
                 reply = self.backend.classify(text)
             except LLMError as exc:
                 usage += exc.usage
-                delay = self.settings.retry.delay(
-                    sent, exc.retry_after if isinstance(exc, TransientError) else None
-                ) if exc.retryable and sent < self.settings.retry.attempts else None
+                delay = None
+                if exc.retryable and sent < self.settings.retry.attempts:
+                    asked = exc.retry_after if isinstance(exc, TransientError) else None
+                    delay = self.settings.retry.delay(sent, asked)
                 if delay is not None:
                     if self._stop.wait(delay):
                         return ended("cancelled")
