@@ -15,8 +15,9 @@ from ticketclf.cli import app
 
 from .services import *  # noqa: F403 - fixtures: pushgateway, prometheus, promtool
 
-# fixtures fake_gemini, gemini_env; the session-wide check for leaked secrets and ticket text
-pytest_plugins = ["tests.fake_gemini", "tests.leakcheck"]
+# fixtures fake_gemini, gemini_env, fake_openai, openai_env; the session-wide check for leaked
+# secrets and ticket text
+pytest_plugins = ["tests.fake_gemini", "tests.fake_openai", "tests.leakcheck"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"

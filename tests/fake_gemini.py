@@ -1,44 +1,53 @@
-"""A fake Gemini server: real HTTP on 127.0.0.1, speaking the generateContent REST shape, so
-tests go through the real google-genai SDK (HttpOptions(base_url=...)) with no mocks.
+"""A fake Gemini server: real HTTP on 127.0.0.1, speaking the generateContent REST shape and
+the Batch API's (batchGenerateContent with inline requests, batches/{id}), so tests go
+through the real google-genai SDK (HttpOptions(base_url=...)) with no mocks.
 
-Replies are scripted per request (status, body, delay) in the order requests arrive; once the
-script runs out, `answer_for(ticket_text)` answers. The server records every request's path,
-headers and JSON body and the most requests it ever had in flight at once.
+Replies are scripted per request (tests/fake_http.py); once the script runs out,
+`answer_for(ticket_text)` answers. A batch job answers `answer_for` for each of its tickets
+once it is done: after `batch_polls` GETs that say it is running, in `batch_final_state`.
 """
 
 from __future__ import annotations
 
-import contextlib
+import itertools
 import json
-import os
 import re
-import threading
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
+from .fake_http import FakeServer, Reply, SeenRequest, running
+
+__all__ = ["API_KEY", "FakeBatch", "FakeGemini", "Reply", "SeenRequest", "answer_body",
+           "blocked_answer_body", "blocked_prompt_body", "error", "error_body", "text_body"]
+
 API_KEY = "fake-gemini-key-7f3a9c"  # distinctive, so tests can grep for leaks
-_PATH = re.compile(r"^/v1(?:beta)?/models/(?P<model>[^/:]+):generateContent$")
+_GENERATE = re.compile(r"^/v1(?:beta)?/models/(?P<model>[^/:]+):generateContent$")
+_BATCH_CREATE = re.compile(r"^/v1(?:beta)?/models/(?P<model>[^/:]+):batchGenerateContent$")
+_BATCH_GET = re.compile(r"^/v1(?:beta)?/batches/(?P<id>[^/:?]+)$")
 
 
 def answer_body(category: str = "BILLING", sentiment: str = "NEUTRAL", confidence: float = 0.9,
-                input_tokens: int = 120, output_tokens: int = 15) -> dict[str, Any]:
+                input_tokens: int = 120, output_tokens: int = 15,
+                cached_tokens: int = 0) -> dict[str, Any]:
     """A successful response whose answer is the given JSON."""
     return text_body(json.dumps({"category": category, "sentiment": sentiment,
-                                 "confidence": confidence}), input_tokens, output_tokens)
+                                 "confidence": confidence}), input_tokens, output_tokens,
+                     cached_tokens)
 
 
-def text_body(text: str, input_tokens: int = 120, output_tokens: int = 15) -> dict[str, Any]:
+def text_body(text: str, input_tokens: int = 120, output_tokens: int = 15,
+              cached_tokens: int = 0) -> dict[str, Any]:
+    usage = {"promptTokenCount": input_tokens, "candidatesTokenCount": output_tokens,
+             "totalTokenCount": input_tokens + output_tokens}
+    if cached_tokens:
+        usage["cachedContentTokenCount"] = cached_tokens
     return {
         "candidates": [{"content": {"parts": [{"text": text}], "role": "model"},
                         "finishReason": "STOP", "index": 0}],
-        "usageMetadata": {"promptTokenCount": input_tokens,
-                          "candidatesTokenCount": output_tokens,
-                          "totalTokenCount": input_tokens + output_tokens},
+        "usageMetadata": usage,
         "modelVersion": "fake",
     }
 
@@ -55,134 +64,109 @@ def blocked_answer_body() -> dict[str, Any]:
             "usageMetadata": {"promptTokenCount": 100, "totalTokenCount": 100}}
 
 
-def error_body(code: int) -> dict[str, Any]:
+def error_body(code: int, retry_delay: str | None = None) -> dict[str, Any]:
+    """Google's error shape; `retry_delay` (e.g. "7s") adds the RetryInfo detail a 429 has."""
     status = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
               404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL",
               503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}.get(code, "UNKNOWN")
-    return {"error": {"code": code, "message": f"fake {status}", "status": status}}
+    error: dict[str, Any] = {"code": code, "message": f"fake {status}", "status": status}
+    if retry_delay is not None:
+        error["details"] = [{"@type": "type.googleapis.com/google.rpc.RetryInfo",
+                             "retryDelay": retry_delay}]
+    return {"error": error}
+
+
+def error(code: int, retry_delay: str | None = None,
+          headers: dict[str, str] | None = None) -> Reply:
+    return Reply(code, error_body(code, retry_delay), headers=headers or {})
+
+
+def _user_text(request: dict[str, Any]) -> str:
+    text = request["contents"][0]["parts"][0]["text"]
+    return json.loads(text[text.index("{"):])["ticket"]
 
 
 @dataclass
-class Reply:
-    status: int = 200
-    body: dict[str, Any] | str | None = None  # None: answer_for(ticket text)
-    delay: float = 0.0  # seconds before answering (a hanging server: longer than the timeout)
+class FakeBatch:
+    """One batch job: its inline requests and how many more polls it stays running."""
 
-
-def error(code: int) -> Reply:
-    return Reply(code, error_body(code))
-
-
-@dataclass
-class SeenRequest:
-    path: str
-    headers: dict[str, str]
-    body: dict[str, Any]
-    raw: bytes
+    name: str
+    model: str
+    requests: list[dict[str, Any]]
+    polls_left: int
+    final_state: str
 
     @property
-    def ticket_text(self) -> str:
-        """The (redacted) ticket the client sent, unwrapped from the user message."""
-        text = self.body["contents"][0]["parts"][0]["text"]
-        return json.loads(text[text.index("{"):])["ticket"]
+    def ticket_texts(self) -> list[str]:
+        return [_user_text(r["request"]) for r in self.requests]
 
 
 @dataclass
-class FakeGemini:
+class FakeGemini(FakeServer):
     answer_for: Callable[[str], dict[str, Any]] = field(default=lambda _text: answer_body())
-    requests: list[SeenRequest] = field(default_factory=list)
-    in_flight: int = 0
-    max_in_flight: int = 0
+    batch_polls: int = 0  # GETs of a new job that still say "running"
+    batch_final_state: str = "BATCH_STATE_SUCCEEDED"
+    batches: dict[str, FakeBatch] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self._script: deque[Reply] = deque()
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                                        daemon=True)
+        super().__init__()
+        self._ids = itertools.count(1)
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self.origin
 
     @property
-    def count(self) -> int:
-        return len(self.requests)
+    def generate_requests(self) -> list[SeenRequest]:
+        """The online requests (generateContent), without the Batch API's."""
+        return [seen for seen in self.requests if _GENERATE.match(seen.path)]
 
-    def script(self, *replies: Reply) -> None:
-        """Replies for the next requests, in order of arrival."""
-        with self._lock:
-            self._script.extend(replies)
+    def ticket_text(self, body: dict[str, Any]) -> str | None:
+        return _user_text(body) if "contents" in body else None
 
-    def clear_script(self) -> None:
-        """Forget the scripted replies not used yet: answer_for answers from now on."""
-        with self._lock:
-            self._script.clear()
+    def refuse(self, seen: SeenRequest) -> Reply | None:
+        if not any(p.match(seen.path.partition("?")[0])
+                   for p in (_GENERATE, _BATCH_CREATE, _BATCH_GET)):
+            return Reply(404, error_body(404))
+        if seen.headers.get("x-goog-api-key") != API_KEY:
+            return Reply(401, error_body(401))
+        return None
 
-    def start(self) -> FakeGemini:
-        self._thread.start()
-        return self
+    def route(self, seen: SeenRequest) -> Reply:
+        path = seen.path.partition("?")[0]
+        if (create := _BATCH_CREATE.match(path)) is not None:
+            name = f"batches/fake-{next(self._ids)}"
+            self.batches[name] = FakeBatch(
+                name, create["model"], seen.body["batch"]["inputConfig"]["requests"]["requests"],
+                self.batch_polls, self.batch_final_state)
+            return Reply(body=self._job(self.batches[name], polled=False))
+        if (get := _BATCH_GET.match(path)) is not None:
+            job = self.batches.get(f"batches/{get['id']}")
+            return Reply(404, error_body(404)) if job is None else Reply(body=self._job(job))
+        assert seen.ticket_text is not None
+        return Reply(body=self.answer_for(seen.ticket_text))
 
-    def stop(self) -> None:
-        self._stopping.set()  # wakes delayed replies
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
-
-    def _serve(self, handler: BaseHTTPRequestHandler) -> None:
-        raw = handler.rfile.read(int(handler.headers.get("Content-Length", 0)))
-        seen = SeenRequest(handler.path, dict(handler.headers.items()), json.loads(raw), raw)
-        with self._lock:
-            self.requests.append(seen)
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
-            reply = self._script.popleft() if self._script else Reply()
-        try:
-            if reply.delay and self._stopping.wait(reply.delay):
-                return
-            if not _PATH.match(handler.path):
-                reply = Reply(404, error_body(404))
-            elif handler.headers.get("x-goog-api-key") != API_KEY:
-                reply = Reply(401, error_body(401))
-            body = reply.body if reply.body is not None else self.answer_for(seen.ticket_text)
-            data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-            handler.send_response(reply.status)
-            handler.send_header("Content-Type", "application/json; charset=UTF-8")
-            handler.send_header("Content-Length", str(len(data)))
-            handler.end_headers()
-            handler.wfile.write(data)
-        finally:
-            with self._lock:
-                self.in_flight -= 1
-
-
-def _handler(server: FakeGemini) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self) -> None:  # noqa: N802 - the http.server naming
-            # the client may give up first (its timeout): then there is nothing to answer
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                server._serve(self)
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            pass
-
-    return Handler
+    def _job(self, job: FakeBatch, polled: bool = True) -> dict[str, Any]:
+        """The job as the API shows it (an operation with the batch as metadata)."""
+        done = polled and job.polls_left <= 0
+        if polled and not done:
+            job.polls_left -= 1
+        metadata: dict[str, Any] = {
+            "@type": "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch",
+            "model": f"models/{job.model}", "displayName": "fake",
+            "state": job.final_state if done else "BATCH_STATE_RUNNING"}
+        if done and job.final_state == "BATCH_STATE_SUCCEEDED":
+            metadata["output"] = {"inlinedResponses": {"inlinedResponses": [
+                {"response": self.answer_for(text), "metadata": r.get("metadata", {})}
+                for r, text in zip(job.requests, job.ticket_texts, strict=True)]}}
+        return {"name": job.name, "metadata": metadata, "done": done}
 
 
 @pytest.fixture
 def fake_gemini(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGemini]:
-    for name in ("NO_PROXY", "no_proxy"):  # a CI proxy must not stand between SDK and fake
-        monkeypatch.setenv(name, ",".join(filter(None, [os.environ.get(name), "127.0.0.1"])))
-    server = FakeGemini().start()
-    try:
+    with running(FakeGemini(), monkeypatch) as server:
+        assert isinstance(server, FakeGemini)
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

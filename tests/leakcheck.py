@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from .fake_gemini import API_KEY
+from .fake_openai import API_KEY as OPENAI_API_KEY
 from .services import BASIC_AUTH_PASSWORD
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
@@ -44,7 +45,7 @@ def _sample_fragments() -> list[str]:
     return sorted(f for f in fragments if len(f) >= MIN_FRAGMENT)
 
 
-SECRETS: tuple[str, ...] = (API_KEY, BASIC_AUTH_PASSWORD)
+SECRETS: tuple[str, ...] = (API_KEY, OPENAI_API_KEY, BASIC_AUTH_PASSWORD)
 TICKET_FRAGMENTS: tuple[str, ...] = tuple(_sample_fragments())
 _leaks: list[str] = []
 

@@ -321,7 +321,12 @@ def test_container_args_and_settings_parse_with_the_real_cli(overlay, monkeypatc
                 for path in (params["output"], env["TICKETCLF_CACHE_DIR"]):
                     mount = _under(path, mounts)  # the root filesystem is read-only
                     assert mount is not None and not mount.get("readOnly"), path
-                assert _under(env["GEMINI_API_KEY_FILE"], mounts), "the key file is on no volume"
+                key_files = [env[n] for n in ("GEMINI_API_KEY_FILE", "OPENAI_API_KEY_FILE")
+                             if n in env]
+                if env.get("TICKETCLF_LLM_BACKEND", "gemini") == "gemini":
+                    assert key_files, "gemini needs its key"
+                for key_file in key_files:
+                    assert _under(key_file, mounts), "the key file is on no volume"
                 if index is not None:
                     shard = Shard.parse(params["shard"])
                     assert shard == Shard(index, workload["spec"]["completions"])
@@ -396,7 +401,7 @@ def _provided_files(spc: dict[str, Any]) -> set[str]:
     return {o.get("objectAlias") or o["objectName"] for o in objects}
 
 
-def test_network_policy_allows_no_ingress_and_egress_only_to_dns_https_and_the_pushgateway(
+def test_network_policy_allows_no_ingress_and_egress_only_to_dns_the_llm_and_the_pushgateway(
         overlay):
     docs = documents(overlay)
     policy = one(docs, "NetworkPolicy")["spec"]
@@ -406,7 +411,10 @@ def test_network_policy_allows_no_ingress_and_egress_only_to_dns_https_and_the_p
     gateway = next(v for v in config_maps(docs)["ticketclf-settings"].items()
                    if v[0] == "TICKETCLF_PUSHGATEWAY_URL")[1]
     gateway_port = int(gateway.rsplit(":", 1)[1].split("/")[0])
-    assert ports == {("UDP", 53), ("TCP", 53), ("TCP", 443), ("TCP", gateway_port)}
+    # the LLM: Gemini over HTTPS, or the in-cluster server's port
+    llm_url = config_maps(docs)["ticketclf-settings"].get("TICKETCLF_LLM_BASE_URL")
+    llm_port = int(llm_url.rsplit(":", 1)[1].split("/")[0]) if llm_url else 443
+    assert ports == {("UDP", 53), ("TCP", 53), ("TCP", llm_port), ("TCP", gateway_port)}
     selector = policy["podSelector"]["matchLabels"]
     for workload, _ in pod_templates(docs):
         template = workload["spec"]["jobTemplate"]["spec"]["template"] \

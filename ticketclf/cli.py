@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from typer.core import TyperGroup
@@ -172,6 +172,10 @@ LLMBackendOpt = Annotated[str, typer.Option(
 LLMModelOpt = Annotated[str | None, typer.Option(
     "--llm-model", envvar="TICKETCLF_LLM_MODEL", show_envvar=True, metavar="NAME",
     help="The backend's model. Default: the backend's default model.")]
+LLMBaseUrlOpt = Annotated[str | None, typer.Option(
+    "--llm-base-url", metavar="URL", help="The backend's endpoint: a local server, a gateway or "
+    "a proxy. Default: TICKETCLF_LLM_BASE_URL for openai, TICKETCLF_GEMINI_BASE_URL for gemini, "
+    "else the service's own.")]
 MaxLLMCallsOpt = Annotated[int | None, typer.Option(
     "--max-llm-calls", metavar="N", min=0, help="At most this many LLM requests per run, retries "
     "included; tickets beyond it keep the local prediction. Default: no limit.")]
@@ -196,6 +200,14 @@ OutputPriceOpt = Annotated[float | None, typer.Option(
     "--llm-output-price", metavar="X", min=0.0,
     help="USD per million output tokens, thinking included, for "
     "the cost estimate. Default: the backend's price for the model.")]
+LLMModeOpt = Annotated[Literal["online", "batch"], typer.Option(
+    "--llm-mode", envvar="TICKETCLF_LLM_MODE", show_envvar=True, case_sensitive=False,
+    help="online: one request per uncertain ticket, as the run goes. batch: all of them as one "
+    "Batch API job at half the price, waited for up to --llm-wait (gemini only; not stdin).")]
+LLMWaitOpt = Annotated[float, typer.Option(
+    "--llm-wait", min=0.0, max=86_400.0, metavar="SECONDS",
+    help="Batch mode: how long to wait for the job; answers arriving later are collected by "
+    "the next run.")]
 DryRunOpt = Annotated[bool, typer.Option(
     "--dry-run", help="Report how many tickets would go to the LLM, with estimated tokens and "
     "cost; call nothing, write nothing.")]
@@ -247,12 +259,12 @@ def _read_options(**options: Any) -> Any:
 
 def _llm_choice(enabled: bool | None, backend: str, model: str | None, timeout: float,
                 cache_dir: Path | None, no_cache: bool, settings: EscalationSettings,
-                dry_run: bool = False) -> LLMChoice:
+                dry_run: bool = False, base_url: str | None = None) -> LLMChoice:
     from .llm import LLMChoice
 
     return LLMChoice(enabled=enabled, backend=backend, model=model, timeout_seconds=timeout,
                      cache_dir=cache_dir, use_cache=not no_cache, settings=settings,
-                     dry_run=dry_run)
+                     dry_run=dry_run, base_url=base_url)
 
 
 def _llm_settings(max_calls: int | None, concurrency: int, rpm: float | None,
@@ -314,6 +326,7 @@ def classify(
     llm: LLMOpt = None,
     llm_backend: LLMBackendOpt = DEFAULT_LLM_BACKEND,
     llm_model: LLMModelOpt = None,
+    llm_base_url: LLMBaseUrlOpt = None,
     max_llm_calls: MaxLLMCallsOpt = None,
     llm_concurrency: LLMConcurrencyOpt = 4,
     llm_rpm: LLMRpmOpt = None,
@@ -322,11 +335,13 @@ def classify(
     no_cache: NoCacheOpt = False,
     llm_input_price: InputPriceOpt = None,
     llm_output_price: OutputPriceOpt = None,
+    llm_mode: LLMModeOpt = "online",
+    llm_wait: LLMWaitOpt = 10_800.0,
     dry_run: DryRunOpt = False,
 ) -> None:
     """Classify tickets from CSV/JSONL files into an output file, atomically. Tickets the
     model is unsure of go, redacted, to the LLM when its key is configured (see --llm)."""
-    from .llm import DryRunEscalator, llm_config
+    from .llm import DryRunEscalator, LLMEscalator, llm_config
     from .metrics import Pushgateway, pushed_when_done
     from .runner import ClassifyJob, RunReport, Shard, run_classify
 
@@ -353,12 +368,17 @@ def classify(
         config = llm_config(_llm_choice(
             llm, llm_backend, llm_model, llm_timeout, cache_dir, no_cache,
             _llm_settings(max_llm_calls, llm_concurrency, llm_rpm, llm_input_price,
-                          llm_output_price), dry_run))
+                          llm_output_price), dry_run, llm_base_url))
         show_progress = not quiet and _console(stderr=True).is_terminal
         with _escalation(config, report.llm, dry_run, ticket_model) as escalator, \
                 _progress(show_progress) as on_progress:
-            run_classify(job, ticket_model, model_dir, escalator=escalator,
-                         on_progress=on_progress, report=report)
+            if llm_mode == "batch" and isinstance(escalator, LLMEscalator):
+                from .llm.batch import run_batch
+
+                run_batch(job, ticket_model, model_dir, escalator, llm_wait, on_progress, report)
+            else:
+                run_classify(job, ticket_model, model_dir, escalator=escalator,
+                             on_progress=on_progress, report=report)
     if isinstance(escalator, DryRunEscalator):
         _print_dry_run(report, escalator)
     elif not quiet:
@@ -506,27 +526,40 @@ def doctor(
     pushgateway: PushgatewayOpt = None,
     llm_backend: LLMBackendOpt = DEFAULT_LLM_BACKEND,
     llm_model: LLMModelOpt = None,
+    llm_base_url: LLMBaseUrlOpt = None,
+    llm_timeout: LLMTimeoutOpt = DEFAULT_LLM_TIMEOUT,
     cache_dir: CacheDirOpt = None,
 ) -> None:
     """Check that the model loads and matches its card, that the Pushgateway (when
     configured) answers, whether the LLM backend's key is configured (never printed) and that
     the LLM answer cache is usable. Exit 0 when healthy, 78 otherwise."""
-    from .llm import key_status
+    from .llm import LLMChoice, endpoint_problem, key_status
 
     ticket_model, path = _load(model)
     typer.echo(f"model ok: {path} (version {ticket_model.version}, "
                f"heads: {', '.join(ticket_model.heads)})")
     pushgateway_problem = _check_pushgateway(pushgateway)
     backend, key_source = key_status(llm_backend)
-    llm_model = llm_model or backend.default_model
-    endpoint = os.environ.get(backend.base_url_variable)
+    model_name = llm_model or backend.default_model
+    endpoint = llm_base_url or os.environ.get(backend.base_url_variable)
+    at = f" at {endpoint}" if endpoint else ""
     if key_source:
         typer.echo(f"{backend.name} key: configured ({key_source}); uncertain tickets go to "
-                   f"{llm_model}" + (f" at {endpoint}" if endpoint else ""))
+                   f"{model_name}{at}")
+    elif endpoint and not backend.key_required:
+        typer.echo(f"{backend.name} key: not configured ({backend.key_variable} or "
+                   f"{backend.key_variable}_FILE), none needed: uncertain tickets go to "
+                   f"{model_name}{at}")
     else:
         typer.echo(f"{backend.name} key: not configured ({backend.key_variable} or "
                    f"{backend.key_variable}_FILE); LLM escalation is off")
+    llm_problem = endpoint_problem(LLMChoice(backend=llm_backend, model=llm_model,
+                                             base_url=llm_base_url, timeout_seconds=llm_timeout,
+                                             use_cache=False))
     _echo_cache_stats(cache_dir or default_cache_dir(), by_prompt=False)
+    if llm_problem:
+        raise ConfigError(f"{backend.name} endpoint{at} unusable: {llm_problem}",
+                          "check --llm-base-url, --llm-model and the key")
     if pushgateway_problem:  # after the other checks, so one doctor run reports them all
         raise ConfigError(pushgateway_problem,
                           "check --pushgateway / TICKETCLF_PUSHGATEWAY_URL and its credentials")
@@ -714,6 +747,7 @@ def evaluate(
         help="With --llm: escalation threshold. Default: the model card's.")] = None,
     llm_backend: LLMBackendOpt = DEFAULT_LLM_BACKEND,
     llm_model: LLMModelOpt = None,
+    llm_base_url: LLMBaseUrlOpt = None,
     max_llm_calls: MaxLLMCallsOpt = None,
     llm_concurrency: LLMConcurrencyOpt = 4,
     llm_rpm: LLMRpmOpt = None,
@@ -738,7 +772,7 @@ def evaluate(
 
         config = llm_config(_llm_choice(True, llm_backend, llm_model, llm_timeout, cache_dir,
                                         no_cache, _llm_settings(max_llm_calls, llm_concurrency,
-                                                                llm_rpm)))
+                                                                llm_rpm), base_url=llm_base_url))
         stats = EscalationStats()
         with open_escalator(config, stats,  # type: ignore[arg-type]
                             taxonomy=ticket_model.taxonomy) as escalator:

@@ -35,7 +35,8 @@ __all__ = [
     "BACKENDS", "DEFAULT_BACKEND", "DEFAULT_TIMEOUT_SECONDS", "CachedEscalation",
     "DryRunEscalator", "DryRunEstimate", "EscalationSettings",
     "EscalationStats", "HybridPredictions", "LLMChoice", "LLMConfig", "LLMEscalator", "Prices",
-    "RetryPolicy", "backend_class", "hybrid_predictions", "llm_config", "open_escalator",
+    "RetryPolicy", "backend_class", "endpoint_problem", "hybrid_predictions", "llm_config",
+    "open_escalator",
 ]
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
@@ -63,7 +64,9 @@ class LLMConfig:
 class LLMChoice:
     """What the command line asked of the LLM step; `llm_config` decides what it means."""
 
-    enabled: bool | None = None  # --llm / --no-llm; None: on exactly when a key is configured
+    # --llm / --no-llm; None: on exactly when a key is configured, or for a backend that
+    # needs no key (a local server), when its endpoint is
+    enabled: bool | None = None
     backend: str = DEFAULT_BACKEND
     model: str | None = None
     base_url: str | None = None
@@ -84,7 +87,9 @@ def llm_config(choice: LLMChoice) -> LLMConfig | None:
         return None
     backend = backend_class(choice.backend)
     key = secret(backend.key_variable)
-    if not (choice.enabled or key or choice.dry_run):
+    endpoint = not backend.key_required and bool(
+        choice.base_url or os.environ.get(backend.base_url_variable))
+    if not (choice.enabled or key or endpoint or choice.dry_run):
         return None
     return LLMConfig(
         api_key=key, model=choice.model, base_url=choice.base_url,
@@ -97,6 +102,20 @@ def key_status(backend_name: str) -> tuple[type[LLMBackend], str | None]:
     """The backend and where its key comes from (a variable's name; never the key)."""
     backend = backend_class(backend_name)
     return backend, secret_source(backend.key_variable)
+
+
+def endpoint_problem(choice: LLMChoice) -> str | None:
+    """What keeps the step's backend from answering (`doctor`), or None; None too when the
+    step is off. Sends no ticket."""
+    config = llm_config(choice)
+    if config is None:
+        return None
+    backend_cls = backend_class(config.backend)
+    backend = backend_cls(config.connection(backend_cls), Prompt())
+    try:
+        return backend.problem()
+    finally:
+        backend.close()
 
 
 def open_escalator(config: LLMConfig, counters: EscalationStats | None = None,

@@ -17,26 +17,40 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Tokens billed for one request (thinking tokens count as output: they are billed so)."""
+    """Tokens billed for one request (thinking tokens count as output: they are billed so).
+    `cached_input_tokens` are the part of `input_tokens` the service read from its prompt
+    cache, which it bills at a lower rate."""
 
     input_tokens: int = 0
     output_tokens: int = 0
+    cached_input_tokens: int = 0
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(self.input_tokens + other.input_tokens,
-                     self.output_tokens + other.output_tokens)
+                     self.output_tokens + other.output_tokens,
+                     self.cached_input_tokens + other.cached_input_tokens)
 
 
 @dataclass(frozen=True)
 class Prices:
-    """USD per million tokens."""
+    """USD per million tokens; cached input at its own rate (None: the input rate)."""
 
     input_per_million: float = 0.0
     output_per_million: float = 0.0
+    cached_input_per_million: float | None = None
 
     def cost(self, usage: Usage) -> float:
-        return (usage.input_tokens * self.input_per_million
+        cached = min(usage.cached_input_tokens, usage.input_tokens)
+        cached_rate = (self.input_per_million if self.cached_input_per_million is None
+                       else self.cached_input_per_million)
+        return ((usage.input_tokens - cached) * self.input_per_million + cached * cached_rate
                 + usage.output_tokens * self.output_per_million) / 1_000_000
+
+    def scaled(self, factor: float) -> Prices:
+        """These prices times `factor` (a batch discount)."""
+        return Prices(self.input_per_million * factor, self.output_per_million * factor,
+                      None if self.cached_input_per_million is None
+                      else self.cached_input_per_million * factor)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +108,15 @@ class LLMError(Exception):
 
 
 class TransientError(LLMError):
-    """408/429/5xx or a broken connection: worth retrying with backoff."""
+    """408/429/5xx or a broken connection: worth retrying with backoff. `retry_after` is the
+    wait in seconds the server asked for (Retry-After, RetryInfo), if it said."""
 
     retryable = True
+
+    def __init__(self, message: str, usage: Usage | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message, usage)
+        self.retry_after = retry_after
 
 
 class RequestTimeout(TransientError):
@@ -156,6 +176,11 @@ class LLMBackend(ABC):
 
     @abstractmethod
     def classify(self, redacted_text: str) -> Reply: ...
+
+    def problem(self) -> str | None:
+        """What keeps the service from answering (for `doctor`), or None; sends no ticket.
+        A backend that cannot check without spending money says None."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - a backend without resources needs no close
         """Release the client's connections."""

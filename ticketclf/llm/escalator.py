@@ -21,7 +21,16 @@ from typing import Any, TypeVar
 from ..cache import AnswerCache, answer_key, answer_record
 from ..pipeline import Decision
 from ..schema import Prediction, Ticket
-from .base import UNKNOWN_CATEGORY, InvalidAnswer, LLMAnswer, LLMBackend, LLMError, Prices, Usage
+from .base import (
+    UNKNOWN_CATEGORY,
+    InvalidAnswer,
+    LLMAnswer,
+    LLMBackend,
+    LLMError,
+    Prices,
+    TransientError,
+    Usage,
+)
 from .cost import estimate_usage
 from .limits import Budget, CircuitBreaker, RateLimiter, RetryPolicy
 from .prompt import DEFAULT_PROMPT, PROMPT_VERSION, Prompt
@@ -60,6 +69,16 @@ class _Outcome:
     retries: int = 0
     usage: Usage = Usage()
     detail: str = ""
+
+
+def count_usage(counters: EscalationStats, usage: Usage, prices: Prices) -> None:
+    """Tokens by kind ("cached" is the part of "input" read from the service's prompt cache)
+    and their cost."""
+    counters.llm_tokens["input"] += usage.input_tokens
+    counters.llm_tokens["output"] += usage.output_tokens
+    if usage.cached_input_tokens:
+        counters.llm_tokens["cached"] += usage.cached_input_tokens
+    counters.llm_cost_usd += prices.cost(usage)
 
 
 def _text_hash(redacted: str) -> str:
@@ -211,8 +230,12 @@ class LLMEscalator(CachedEscalation):
                 reply = self.backend.classify(text)
             except LLMError as exc:
                 usage += exc.usage
+                delay = None
                 if exc.retryable and sent < self.settings.retry.attempts:
-                    if self._stop.wait(self.settings.retry.delay(sent)):
+                    asked = exc.retry_after if isinstance(exc, TransientError) else None
+                    delay = self.settings.retry.delay(sent, asked)
+                if delay is not None:
+                    if self._stop.wait(delay):
                         return ended("cancelled")
                     continue
                 if self._breaker.record(failed=exc.service_failure):
@@ -231,9 +254,7 @@ class LLMEscalator(CachedEscalation):
         if outcome.retries:
             c.llm_requests["retried"] += outcome.retries
         if outcome.usage.input_tokens or outcome.usage.output_tokens:
-            c.llm_tokens["input"] += outcome.usage.input_tokens
-            c.llm_tokens["output"] += outcome.usage.output_tokens
-            c.llm_cost_usd += self.prices.cost(outcome.usage)
+            count_usage(c, outcome.usage, self.prices)
         if outcome.status != "ok" and outcome.status not in self._warned:
             self._warned.add(outcome.status)
             log.warning("LLM request ended %s%s; the ticket keeps the local prediction and "

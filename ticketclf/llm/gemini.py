@@ -2,20 +2,27 @@
 when a Gemini backend is built (the SDK takes over half a second to import).
 
 One generateContent request per ticket: the system instruction, the redacted ticket as JSON,
-temperature 0, JSON output constrained by the enum schema. The SDK's own retries stay off:
-the escalator retries, so that every retry is counted, rate-limited and charged to the budget.
+temperature 0, JSON output constrained by the enum schema, explicit safety settings. The SDK's
+own retries stay off: the escalator retries, so that every retry is counted, rate-limited and
+charged to the budget, waiting what the server asks for (RetryInfo, Retry-After) when it does.
+Batch mode sends the same requests as one Batch API job (`submit_batch`, `poll_batch`).
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, ClassVar
+import os
+import re
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from ..errors import ConfigError
 from .base import (
     BlockedAnswer,
     Connection,
     InvalidAnswer,
     LLMBackend,
+    LLMError,
     Prices,
     Reply,
     RequestRejected,
@@ -23,6 +30,8 @@ from .base import (
     TransientError,
     Usage,
 )
+from .batch import BatchPoll
+from .limits import retry_after_seconds
 from .prompt import Prompt
 
 if TYPE_CHECKING:
@@ -32,6 +41,21 @@ if TYPE_CHECKING:
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 # A label needs no long reasoning, and thinking tokens are billed as output.
 MAX_OUTPUT_TOKENS = 1024
+# One threshold for the four adjustable harm categories. Google's default blocks medium
+# probability and up, which would silently block the furious customers who most need an
+# answer; a label for an abusive ticket harms no one.
+SAFETY_VARIABLE = "TICKETCLF_GEMINI_SAFETY_THRESHOLD"
+DEFAULT_SAFETY_THRESHOLD = "BLOCK_ONLY_HIGH"
+SAFETY_CATEGORIES = ("HARM_CATEGORY_HARASSMENT", "HARM_CATEGORY_HATE_SPEECH",
+                     "HARM_CATEGORY_SEXUALLY_EXPLICIT", "HARM_CATEGORY_DANGEROUS_CONTENT")
+SAFETY_THRESHOLDS = ("OFF", "BLOCK_NONE", "BLOCK_ONLY_HIGH", "BLOCK_MEDIUM_AND_ABOVE",
+                     "BLOCK_LOW_AND_ABOVE")
+# The Batch API bills half the standard rate.
+BATCH_PRICE_FACTOR = 0.5
+_RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+_DURATION = re.compile(r"^(\d+(?:\.\d*)?)s$")  # google.protobuf.Duration in JSON: "12.5s"
+_BATCH_SUCCEEDED = frozenset({"JOB_STATE_SUCCEEDED", "JOB_STATE_PARTIALLY_SUCCEEDED"})
+_BATCH_ENDED = frozenset({"JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"})
 
 
 def _thinking(model: str) -> types.ThinkingConfig | None:
@@ -50,9 +74,12 @@ class GeminiBackend(LLMBackend):
     key_variable = "GEMINI_API_KEY"
     base_url_variable = "TICKETCLF_GEMINI_BASE_URL"
     default_model = "gemini-3.8-flash"
+    batch_price_factor = BATCH_PRICE_FACTOR
     # Gemini API paid tier, standard, text. Google lists gemini-3.8-flash's as the promotional
-    # rate until 2026-12-31; from 2027-01-01 they are 1.50 / 7.50.
-    prices: ClassVar[dict[str, Prices]] = {"gemini-3.8-flash": Prices(0.75, 3.75)}
+    # rate until 2026-12-31; from 2027-01-01 they are 1.50 / 7.50. Input read from Google's
+    # implicit prompt cache is billed at a tenth of the input rate.
+    prices: ClassVar[dict[str, Prices]] = {
+        "gemini-3.8-flash": Prices(0.75, 3.75, cached_input_per_million=0.075)}
 
     def __init__(self, connection: Connection, prompt: Prompt) -> None:
         super().__init__(connection, prompt)
@@ -76,6 +103,9 @@ class GeminiBackend(LLMBackend):
             response_mime_type="application/json",
             response_json_schema=prompt.response_schema,
             thinking_config=_thinking(self.model),
+            safety_settings=[types.SafetySetting(category=types.HarmCategory(category),
+                                                 threshold=types.HarmBlockThreshold(threshold))
+                             for category, threshold in safety_settings().items()],
         )
 
     def classify(self, redacted_text: str) -> Reply:
@@ -83,15 +113,23 @@ class GeminiBackend(LLMBackend):
             response = self._client.models.generate_content(
                 model=self.model, contents=self.prompt.user_message(redacted_text),
                 config=self._config)
-        except self._errors.APIError as exc:
+        except Exception as exc:  # noqa: BLE001 - sorted by _error
+            raise self._error(exc) from None
+        return self._reply(response)
+
+    def _error(self, exc: Exception) -> LLMError:
+        """The SDK's or the HTTP library's exception as what the run counts it as."""
+        if isinstance(exc, self._errors.APIError):
             message = f"HTTP {exc.code} {exc.status or ''}".rstrip()
             if exc.code in RETRYABLE_STATUS:
-                raise TransientError(message) from None
-            raise RequestRejected(message) from None
-        except (self._errors.UnknownApiResponseError, ValueError):  # JSON or schema errors alike
-            raise InvalidAnswer("response body is not a generateContent response") from None
-        except Exception as exc:  # noqa: BLE001 - the HTTP library's own errors: sorted below
-            raise _transport_error(exc) from None
+                return TransientError(message, retry_after=_server_delay(exc))
+            return RequestRejected(message)
+        if isinstance(exc, self._errors.UnknownApiResponseError | ValueError):  # JSON, schema
+            return InvalidAnswer("response body is not a generateContent response")
+        return _transport_error(exc)
+
+    def _reply(self, response: types.GenerateContentResponse) -> Reply:
+        """The validated answer in a response; raises BlockedAnswer or InvalidAnswer."""
         usage = _usage(response)
         if response.prompt_feedback is not None and response.prompt_feedback.block_reason:
             raise BlockedAnswer(f"prompt blocked: {response.prompt_feedback.block_reason}", usage)
@@ -108,8 +146,77 @@ class GeminiBackend(LLMBackend):
             raise InvalidAnswer(str(exc), usage) from None
         return Reply(answer, usage)
 
+    def submit_batch(self, texts: Mapping[str, str]) -> str:
+        """One Batch API job asking about these redacted texts (by cache key, which each
+        inline request carries as metadata); the job's name. Raises LLMError."""
+        from google.genai import types
+
+        try:
+            job = self._client.batches.create(
+                model=self.model,
+                src=[types.InlinedRequest(contents=self.prompt.user_message(text),
+                                          config=self._config, metadata={"key": key})
+                     for key, text in texts.items()],
+                config=types.CreateBatchJobConfig(display_name="ticketclf"))
+        except Exception as exc:  # noqa: BLE001 - sorted by _error
+            raise self._error(exc) from None
+        if not job.name:
+            raise InvalidAnswer("the Batch API named no job")
+        return job.name
+
+    def poll_batch(self, name: str, keys: Sequence[str]) -> BatchPoll:
+        """Where job `name` stands; once it succeeded, each ticket's reply or error by key
+        (`keys`: the order the job was sent in). Raises LLMError when the poll fails."""
+        try:
+            job = self._client.batches.get(name=name)
+        except Exception as exc:  # noqa: BLE001 - sorted by _error
+            raise self._error(exc) from None
+        state = job.state.value if job.state is not None else "JOB_STATE_UNSPECIFIED"
+        if state in _BATCH_ENDED:
+            return BatchPoll("ended", detail=state)
+        if state not in _BATCH_SUCCEEDED:
+            return BatchPoll("running", detail=state)
+        outcomes: dict[str, Reply | LLMError] = {}
+        responses = job.dest.inlined_responses if job.dest is not None else None
+        for i, item in enumerate(responses or []):
+            key = (item.metadata or {}).get("key") or (keys[i] if i < len(keys) else None)
+            if key is None:
+                continue
+            if item.error is not None or item.response is None:
+                outcomes[key] = RequestRejected(
+                    f"batch item failed: {item.error.code if item.error else 'no response'}")
+                continue
+            try:
+                outcomes[key] = self._reply(item.response)
+            except LLMError as exc:
+                outcomes[key] = exc
+        return BatchPoll("succeeded", outcomes, state)
+
     def close(self) -> None:
         self._client.close()
+
+
+def safety_settings() -> dict[str, str]:
+    """The threshold per harm category: TICKETCLF_GEMINI_SAFETY_THRESHOLD, else
+    BLOCK_ONLY_HIGH, for each of the four adjustable categories."""
+    threshold = (os.environ.get(SAFETY_VARIABLE) or DEFAULT_SAFETY_THRESHOLD).strip().upper()
+    if threshold not in SAFETY_THRESHOLDS:
+        raise ConfigError(f"{SAFETY_VARIABLE}={threshold!r} is not a safety threshold",
+                          f"use one of: {', '.join(SAFETY_THRESHOLDS)}")
+    return dict.fromkeys(SAFETY_CATEGORIES, threshold)
+
+
+def _server_delay(exc: Any) -> float | None:
+    """The wait the server asked for: RetryInfo.retryDelay in the error's details, else the
+    Retry-After header."""
+    error = exc.details.get("error", exc.details) if isinstance(exc.details, dict) else {}
+    for detail in error.get("details") or []:
+        if isinstance(detail, dict) and detail.get("@type") == _RETRY_INFO:
+            match = _DURATION.match(str(detail.get("retryDelay", "")))
+            if match:
+                return float(match[1])
+    headers = getattr(exc.response, "headers", None)
+    return retry_after_seconds(headers.get("retry-after") if headers is not None else None)
 
 
 def _usage(response: types.GenerateContentResponse) -> Usage:
@@ -117,7 +224,8 @@ def _usage(response: types.GenerateContentResponse) -> Usage:
     if meta is None:
         return Usage()
     return Usage(meta.prompt_token_count or 0,
-                 (meta.candidates_token_count or 0) + (meta.thoughts_token_count or 0))
+                 (meta.candidates_token_count or 0) + (meta.thoughts_token_count or 0),
+                 meta.cached_content_token_count or 0)
 
 
 def _transport_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:

@@ -3,10 +3,26 @@ requests and a circuit breaker. All are shared by the worker threads, hence the 
 
 from __future__ import annotations
 
+import email.utils
 import random
 import threading
 import time
 from dataclasses import dataclass
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A Retry-After header's wait (delta-seconds or an HTTP date) in seconds, if any."""
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
 
 
 @dataclass(frozen=True)
@@ -17,9 +33,15 @@ class RetryPolicy:
     attempts: int = 4
     initial_delay: float = 1.0
     max_delay: float = 30.0
+    # The longest wait a server may ask for (Retry-After, RetryInfo) that a run accepts:
+    # asked for longer, the ticket gives up at once rather than hold the run.
+    max_server_delay: float = 60.0
 
-    def delay(self, retry: int) -> float:
-        """Seconds to wait before retry number `retry` (1 for the first retry)."""
+    def delay(self, retry: int, asked: float | None = None) -> float | None:
+        """Seconds to wait before retry number `retry` (1 for the first retry): what the
+        server asked for, when it did, else exponential backoff; None: do not retry."""
+        if asked is not None:
+            return max(asked, 0.0) if asked <= self.max_server_delay else None
         ceiling = min(self.max_delay, self.initial_delay * 2 ** (retry - 1))
         return random.uniform(ceiling / 2, ceiling)
 

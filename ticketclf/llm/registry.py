@@ -11,6 +11,7 @@ from .base import LLMBackend
 DEFAULT_BACKEND = "gemini"
 BACKENDS: dict[str, str] = {
     "gemini": "ticketclf.llm.gemini:GeminiBackend",
+    "openai": "ticketclf.llm.openai_compat:OpenAIBackend",
 }
 
 
