@@ -27,6 +27,7 @@ from scipy.spatial.distance import jensenshannon
 
 from ticketclf.metrics import PUSH_TIMEOUT_SECONDS
 from ticketclf.model import load_model
+from ticketclf.model.store import seal_card
 from ticketclf.schema import CATEGORIES, SENTIMENTS
 
 from .conftest import SAMPLES, SHIPPED_MODEL, run_cli, ticketclf_cmd, write_csv
@@ -128,7 +129,7 @@ def test_a_run_pushes_how_far_its_tickets_are_from_the_training_data(cli, pushga
     model = tmp_path / "model"
     shutil.copytree(SHIPPED_MODEL, model)
     card = json.loads((model / "card.json").read_text())
-    (model / "card.json").write_text(json.dumps({**card, "languages": ["en"]}))
+    (model / "card.json").write_text(json.dumps(seal_card({**card, "languages": ["en"]})))
     job, out = unique_job(), tmp_path / "out.csv"
     r = cli(*classify_args(out, "--model", model, "--pushgateway", pushgateway.url,
                            "--job-name", job))

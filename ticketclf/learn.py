@@ -41,7 +41,7 @@ from .io.writers import AtomicFile, restore_formula
 from .llm.base import UNKNOWN_CATEGORY
 from .llm.prompt import Prompt
 from .llm.redact import redact
-from .model.store import CARD_FILE, read_card, resolve_model_dir
+from .model.store import CARD_FILE, read_card, resolve_model_dir, seal_card
 from .taxonomy import Taxonomy
 
 TRAINING_FILE = "training.csv.gz"
@@ -376,6 +376,7 @@ def learn(spec: LearnSpec, output: Path,
                     "human": dict(sorted(human.skipped.items()))},
         "gate": verdict.as_dict(),
     }
+    card = seal_card(card)
     with AtomicFile(output / CARD_FILE) as f:
         f.write((json.dumps(card, indent=2) + "\n").encode())
     return Learned(output, card, verdict)
