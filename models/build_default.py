@@ -27,6 +27,10 @@ from ticketclf.model.train import TrainSpec, train  # noqa: E402
 
 HOLDOUT_PERCENT = 20
 SEED = 7
+# Thresholds are chosen on folds that hold out whole channels (and each public source), so
+# they hold on voices the corpus lacks. Category: kept tickets >= 95 % right. Sentiment is
+# the softer head (writers disagree on NEUTRAL vs NEGATIVE); a 95 % bar would flag half.
+TARGET_PRECISION = {"category": 0.95, "sentiment": 0.85}
 
 
 def is_holdout(text: str) -> bool:
@@ -39,7 +43,8 @@ def handwritten(corpus_dir: Path) -> tuple[list[dict], list[dict]]:
         with open(path, encoding="utf-8", newline="") as f:
             for row in csv.DictReader(f):
                 rec = {"text": row["text"], "category": row["category"],
-                       "sentiment": row["sentiment"], "source": f"telecom/{path.name}"}
+                       "sentiment": row["sentiment"], "source": f"telecom/{path.name}",
+                       "style": row.get("channel") or "unstated"}
                 (holdout_rows if is_holdout(row["text"]) else train_rows).append(rec)
     return train_rows, holdout_rows
 
@@ -57,7 +62,7 @@ def _capped(rows: list[tuple[str, str]], mapping: dict, source: str) -> list[dic
         rng.shuffle(texts)
         for text in texts[: mapping["per_label_cap"]]:
             out.append({"text": text, "category": mapping["labels"][label], "sentiment": "",
-                        "source": source})
+                        "source": source, "style": source})
     return out
 
 
@@ -88,7 +93,7 @@ def multidogo(shared: Path, mapping: dict) -> list[dict]:
 def write_csv(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["text", "category", "sentiment", "source"],
+        writer = csv.DictWriter(f, fieldnames=["text", "category", "sentiment", "source", "style"],
                                 lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
@@ -116,7 +121,8 @@ def main() -> None:
                                          if r["sentiment"]).items())),
     }
     print(json.dumps(counts, indent=2))
-    card = train(TrainSpec(files=[args.work / "train.csv"]), args.out, progress=print)
+    card = train(TrainSpec(files=[args.work / "train.csv"], style_column="style",
+                           target_precision=TARGET_PRECISION), args.out, progress=print)
     print(f"model {card['version']} in {card['train_seconds']} s -> {args.out}")
     scores = {"holdout": score(args.out, hand_holdout)}
     independent = ROOT / "data" / "eval" / "independent.csv"

@@ -162,7 +162,8 @@ def main() -> None:
     words = word_list(texts, tokenizer_json)
     vectors = np.stack([reduced[ids].sum(axis=0) for ids in word_pieces(words, tokenizer_json)])
     np.savez_compressed(args.out, words=np.array(words), vectors=vectors.astype(np.float16))
-    print(f"{len(words)} words x {DIMENSIONS} -> {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
+    print(f"{len(words)} words x {DIMENSIONS} -> {args.out} "
+          f"({args.out.stat().st_size / 1e6:.1f} MB)")
 
 
 if __name__ == "__main__":
