@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import platform
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -163,13 +163,7 @@ def _out_of_fold(texts: np.ndarray, y: np.ndarray, styles: np.ndarray | None, sp
     with `styles`, any row of its style)."""
     pred = np.empty(len(y), dtype=object)
     conf = np.zeros(len(y))
-    if styles is None:
-        splits = StratifiedKFold(n_splits=spec.folds, shuffle=True,
-                                 random_state=SEED).split(texts, y)
-    else:
-        splits = StratifiedGroupKFold(n_splits=spec.folds, shuffle=True,
-                                      random_state=SEED).split(texts, y, styles)
-    for k, (train_idx, test_idx) in enumerate(splits, start=1):
+    for k, (train_idx, test_idx) in enumerate(fold_splits(y, styles, spec.folds), start=1):
         progress(f"{head}: fold {k}/{spec.folds}")
         vec = build_vectorizer(spec.encoder)
         clf = build_classifier(spec.encoder, checks_neighbours(spec, head))
@@ -178,6 +172,15 @@ def _out_of_fold(texts: np.ndarray, y: np.ndarray, styles: np.ndarray | None, sp
         pred[test_idx] = clf.classes_[proba.argmax(axis=1)]
         conf[test_idx] = proba.max(axis=1)
     return pred, conf
+
+
+def fold_splits(y: np.ndarray, styles: np.ndarray | None,
+                folds: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Stratified folds; with `styles`, each style's rows all in one fold."""
+    if styles is None:
+        return StratifiedKFold(n_splits=folds, shuffle=True, random_state=SEED).split(y, y)
+    return StratifiedGroupKFold(n_splits=folds, shuffle=True,
+                                random_state=SEED).split(y, y, styles)
 
 
 def cross_validation_sample(y: np.ndarray, limit: int = CV_ROWS) -> np.ndarray:
