@@ -30,11 +30,12 @@ from ticketclf.model.train import TrainSpec, train  # noqa: E402
 HOLDOUT_PERCENT = 20
 SEED = 7
 # Thresholds are chosen on folds that hold out whole channels (and each public source), so
-# they hold on voices the corpus lacks. Category: kept tickets >= 95 % right. Sentiment is
+# they hold on voices the corpus lacks. Category: 0.93 on those folds; 0.95 kept 97.4 % right
+# on data/eval/independent.csv but flagged 30 % of it, over the 25 % budget. Sentiment is
 # the softer head (writers disagree on NEUTRAL vs NEGATIVE): its threshold alone flagged 43 %
 # of the held-out folds at 0.85 and 26 % at 0.80, taking data/eval/independent.csv to 40 %
 # flagged where the category threshold alone flags 25 %.
-TARGET_PRECISION = {"category": 0.95, "sentiment": 0.75}
+TARGET_PRECISION = {"category": 0.93, "sentiment": 0.75}
 
 
 def is_holdout(text: str) -> bool:
