@@ -8,8 +8,9 @@ pool has no evaluation text: banking77 train, Bitext, MultiDoGO and the 80 % of 
 that models/build_default.py trains on. PCA then keeps the leading components, stored as
 float16 so the table fits inside a model file of a few MB.
 
-Slow part: encoding the pool with the NumPy encoder (cached in build/static/). Run
-`make static-table`; the table is committed, so `ticketclf train` never needs the encoder.
+Slow part: encoding the pool with the NumPy encoder (~7 min here, cached in build/static/).
+Run `.venv/bin/python models/build_static.py --shared-data ../shared/data`; the table is
+committed, so `ticketclf train` never needs the encoder.
 """
 
 from __future__ import annotations
