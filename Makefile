@@ -49,7 +49,7 @@ model: $(DEV)  ## rebuild the shipped default model from data/ and ../shared/dat
 		$(BIN)/python models/build_default.py --shared-data $(SHARED_DATA) --out models/default
 
 banking77: $(DEV)  ## reproduce the banking77 benchmark of the training recipe
-	$(BIN)/ticketclf train $(SHARED_DATA)/banking77/train.csv -o build/banking77 --any-labels --encoder
+	$(BIN)/ticketclf train $(SHARED_DATA)/banking77/train.csv -o build/banking77 --any-labels
 	$(BIN)/ticketclf evaluate $(SHARED_DATA)/banking77/test.csv --model build/banking77
 
 bench: $(DEV)  ## throughput and memory benchmarks; writes figures to stdout

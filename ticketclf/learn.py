@@ -47,7 +47,7 @@ from .taxonomy import Taxonomy
 TRAINING_FILE = "training.csv.gz"
 HOLDOUT_FILE = "holdout.csv.gz"
 HEADS = ("category", "sentiment")
-COLUMNS = ("text", "category", "sentiment", "source")
+COLUMNS = ("text", "category", "sentiment", "source", "style")
 # Gemini's stated confidence is above 0.85 for most answers it gets right; below 0.8 it is
 # hedging, and a wrong label taught to the model costs more than a missing one.
 DEFAULT_MIN_LLM_CONFIDENCE = 0.8
@@ -79,10 +79,13 @@ class Row:
     text: str
     labels: dict[str, str]
     source: str
+    # The writing style the row stands for (a channel, a public source; for new rows their
+    # source): cross-validation holds out whole styles when it chooses the thresholds.
+    style: str = ""
 
     def cells(self) -> list[str]:
         return [self.text, self.labels.get("category", ""), self.labels.get("sentiment", ""),
-                self.source]
+                self.source, self.style or self.source]
 
 
 @dataclass
@@ -151,11 +154,13 @@ def is_holdout(text: str, percent: int) -> bool:
 
 
 def read_rows(path: Path, options: ReadOptions) -> list[Row]:
-    """A training or held-out file of ours (text, labels per head, source)."""
-    data = read_labelled([str(path)], options, {**{h: h for h in HEADS}, "source": "source"})
+    """A training or held-out file of ours (text, labels per head, source, style)."""
+    data = read_labelled([str(path)], options,
+                         {**{h: h for h in HEADS}, "source": "source", "style": "style"})
     sources = data.labels.pop("source", None) or [""] * len(data)
+    styles = data.labels.pop("style", None) or [""] * len(data)
     return [Row(text, {h: data.labels[h][i] for h in data.labels if data.labels[h][i]},
-                sources[i] or "base") for i, text in enumerate(data.texts)]
+                sources[i] or "base", styles[i]) for i, text in enumerate(data.texts)]
 
 
 def write_rows(path: Path, rows: Iterable[Row]) -> None:
@@ -357,8 +362,9 @@ def learn(spec: LearnSpec, output: Path,
     recipe = base_card.get("recipe") or {}
     card = train(TrainSpec(files=[output / TRAINING_FILE], any_labels=True,
                            folds=int(base_card.get("metrics", {}).get("folds", 3)),
-                           target_precision=float(base_card.get("target_precision", 0.9)),
-                           encoder=bool(recipe.get("encoder"))), output, progress=progress)
+                           target_precision=base_card.get("target_precision", 0.9),
+                           style_column="style", encoder=bool(recipe.get("encoder"))),
+                 output, progress=progress)
     card.pop("train_seconds", None)
     progress("comparing NEW with BASE on held-out data")
     verdict = gate(spec.base, output, base_holdout, held, spec.tolerance)

@@ -45,6 +45,7 @@ TRUSTED_TYPES = [
     "sklearn.utils._bunch.Bunch",
     "ticketclf.model.encoder.SentenceEncoder",
     "ticketclf.model.neighbours.NeighbourProduct",
+    "ticketclf.model.static.StaticEmbedding",
 ]
 
 
