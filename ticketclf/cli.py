@@ -793,6 +793,11 @@ def _print_evaluation(result: dict[str, Any]) -> None:
 
     out = _console()
     out.print(f"model {result['model_version']} on {result['data']} ({result['rows']:,} rows)")
+    at = result["at_thresholds"]
+    limits = ", ".join(f"{h} >= {t:.3f}" for h, t in at["thresholds"].items())
+    kept = ", ".join(f"{h} accuracy {a:.3f}" for h, a in at["kept_accuracy"].items())
+    out.print(f"[bold]at the model's thresholds ({limits}): {at['flagged']:.1%} flagged "
+              f"(escalated, or needs_review); kept: {kept or '-'}[/bold]")
     if "hybrid" in result:
         hybrid = result["hybrid"]
         table = Table("head", "local accuracy", "hybrid accuracy", "local macro-F1",

@@ -17,6 +17,7 @@ from sklearn.metrics import (
 
 from .model.core import TicketModel, predictions_from_proba, top_labels
 from .pipeline import Escalator, Thresholds
+from .schema import Prediction
 
 if TYPE_CHECKING:
     from .io.labelled import LabelledTickets
@@ -132,18 +133,22 @@ def evaluate_model(model: TicketModel, data: LabelledTickets, source: str,
                    threshold: float | None = None) -> dict[str, Any]:
     """The scores of `model` on labelled tickets; with an escalator, also the hybrid's (what
     classify would decide with the LLM on), with the escalation counts from `counters`."""
+    from .model.language import detect_languages
+
     proba = model.predict_proba(data.texts)
     labels = model.label_table()
+    local = predictions_from_proba(proba, labels, detect_languages(data.texts))
+    thresholds = Thresholds.from_model(model, threshold)
     result: dict[str, Any] = {
         "model_version": model.version, "data": source, "rows": len(data),
-        "rejected": data.rejected, "heads": evaluate_predictions(proba, labels, data.labels)}
+        "rejected": data.rejected,
+        "at_thresholds": headline(local, thresholds, data.labels),
+        "heads": evaluate_predictions(proba, labels, data.labels)}
     if escalator is None:
         return result
     from .llm import hybrid_predictions
 
-    local = predictions_from_proba(proba, labels)
-    hybrid = hybrid_predictions(escalator, data.texts, local,
-                                Thresholds.from_model(model, threshold))
+    hybrid = hybrid_predictions(escalator, data.texts, local, thresholds)
     decided = {head: ([p.label(head) for p in hybrid.predictions],
                       np.array([p.confidence(head) for p in hybrid.predictions]))
                for head in proba}
@@ -154,3 +159,19 @@ def evaluate_model(model: TicketModel, data: LabelledTickets, source: str,
             "cache_lookups": dict(counters.cache_lookups)} if counters is not None else {}),
         "heads": evaluate_labels(decided, labels, data.labels)}
     return result
+
+
+def headline(predictions: Sequence[Prediction], thresholds: Thresholds,
+            truth: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    """The headline: the share of tickets a run would flag (escalate, or mark needs_review)
+    at these thresholds, and how right the kept ones are, per head with labels."""
+    flagged = np.array([thresholds.uncertain(p) for p in predictions], dtype=bool)
+    kept_accuracy = {}
+    for head, y in truth.items():
+        rows = [i for i, label in enumerate(y) if label and not flagged[i]]
+        if rows:
+            kept_accuracy[head] = float(np.mean([predictions[i].label(head) == y[i]
+                                                 for i in rows]))
+    return {"thresholds": dict(thresholds.by_head),
+            "flagged": float(flagged.mean()) if len(flagged) else 0.0,
+            "kept_accuracy": kept_accuracy}
