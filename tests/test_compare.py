@@ -186,7 +186,7 @@ def test_drift_figures_are_each_models_own_over_the_same_tickets(model_dir, othe
             assert drift[side]["low_confidence_ratio"][head] == \
                 report["heads"][head][f"{side}_uncertain_rate"]
     for side, model in (("old", old), ("new", new)):
-        (word,) = [p for _n, p in model.vectorizer.transformer_list if p.analyzer == "word"]
+        word = dict(model.vectorizer.transformer_list)["word"]
         tokens = [g for text in texts for g in word.build_analyzer()(text) if " " not in g]
         assert drift[side]["unseen_token_ratio"] == pytest.approx(
             sum(t not in word.vocabulary_ for t in tokens) / len(tokens))  # every ticket

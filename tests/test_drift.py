@@ -93,7 +93,7 @@ def test_a_card_without_per_class_supports_gives_no_divergence_rather_than_a_gue
 
 
 def test_word_tokens_are_split_exactly_as_the_models_word_analyzer_splits_them(shipped):
-    (word,) = [p for _n, p in shipped.vectorizer.transformer_list if p.analyzer == "word"]
+    word = dict(shipped.vectorizer.transformer_list)["word"]
     analyzer = word.build_analyzer()
     vocabulary = WordVocabulary.of(shipped.vectorizer)
     assert vocabulary is not None
@@ -103,7 +103,7 @@ def test_word_tokens_are_split_exactly_as_the_models_word_analyzer_splits_them(s
 
 
 def test_unseen_tokens_are_the_word_tokens_the_vectorizer_has_no_feature_for(shipped):
-    (word,) = [p for _n, p in shipped.vectorizer.transformer_list if p.analyzer == "word"]
+    word = dict(shipped.vectorizer.transformer_list)["word"]
     vocabulary = WordVocabulary.of(shipped.vectorizer)
     assert vocabulary is not None
     assert vocabulary.count(["my bill is wrong qqzxv"]) == (1, 5)

@@ -50,7 +50,7 @@ QUORVEX = [
     "Quorvex again for the fourth time",
     "the quorvex fault is back",
 ]
-NEW_WORDING = "what is happening with quorvex, mine is off too"
+NEW_WORDING = "quorvex?? same here"
 # The small base's 140 held-out tickets move by a ticket or two (0.01 macro-F1) when it is
 # retrained on a few more rows; the shipped model's gate keeps the default 0.005.
 SMALL_BASE_TOLERANCE = ("--tolerance", "0.03")
@@ -174,7 +174,7 @@ def test_learn_promote_then_classify_answers_a_new_wording_of_a_learned_issue(
     card = json.loads((new / "card.json").read_text())
     lineage = card["lineage"]
     assert lineage["base"]["version"] == current["previous"]
-    assert lineage["rows"]["base"] == 280 and lineage["rows"]["human"] == 0
+    assert lineage["rows"]["base"] == len(corpus_slice(0, 40)) and lineage["rows"]["human"] == 0
     assert lineage["rows"]["llm"] + lineage["held_out"]["llm"] == len(QUORVEX)
     assert lineage["thresholds"]["min_llm_confidence"] == 0.8
     assert lineage["llm_heads"] == ["category"]  # the LLM's sentiment only with --llm-sentiment
@@ -264,6 +264,7 @@ def test_the_shipped_model_is_learnable_from_as_installed(cli, tmp_path, gemini_
     learn --cache-dir C -o M (BASE: the shipped model), then classify --model M --no-llm."""
     answering(gemini_env, {t: ("NETWORK", "NEGATIVE") for t in QUORVEX})
     cache = tmp_path / "c"
+    assert load_model(SHIPPED_MODEL).predict([NEW_WORDING])[0].label("category") != "NETWORK"
     classify_with_llm(cli, tmp_path, QUORVEX, SHIPPED_MODEL, cache)
     r = cli("learn", "--cache-dir", cache, "-o", tmp_path / "M")
     assert r.code == 0, r

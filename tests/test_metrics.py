@@ -153,7 +153,7 @@ def test_a_run_pushes_how_far_its_tickets_are_from_the_training_data(cli, pushga
             pytest.approx(low / len(rows))
         assert head != "sentiment" or low > 0  # so the threshold used matters here
     # word tokens of every 4th ticket, split by the fitted word analyzer, not in its vocabulary
-    (word,) = [p for _n, p in load_model(model).vectorizer.transformer_list if p.analyzer == "word"]
+    word = dict(load_model(model).vectorizer.transformer_list)["word"]
     analyzer = word.build_analyzer()
     tokens = [g for row in SAMPLE_ROWS[::4] for g in analyzer(row["text"]) if " " not in g]
     unseen = sum(token not in word.vocabulary_ for token in tokens) / len(tokens)
