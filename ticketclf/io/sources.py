@@ -15,8 +15,10 @@ from typing import Any, BinaryIO
 from ..errors import DataError, InputNotFound, UsageError
 
 STDIN = "-"
-INPUT_FORMATS = ("csv", "jsonl")
-_SUFFIX_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+# The formats and the file suffixes that name them: the one table of formats (each also
+# needs its record generator in readers.py and its writer in writers.py).
+SUFFIX_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+FORMATS = tuple(dict.fromkeys(SUFFIX_FORMATS.values()))
 _GZIP_MAGIC = b"\x1f\x8b"
 # Byte-order marks that say the encoding (UTF-32 first: its LE mark starts like UTF-16's).
 _BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
@@ -69,7 +71,7 @@ def format_from_name(name: str) -> str | None:
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] == ".gz":
         suffixes.pop()
-    return _SUFFIX_FORMATS.get(suffixes[-1]) if suffixes else None
+    return SUFFIX_FORMATS.get(suffixes[-1]) if suffixes else None
 
 
 def open_source(name: str, input_format: str | None = None) -> Source:
@@ -98,7 +100,7 @@ def open_source(name: str, input_format: str | None = None) -> Source:
     fmt = input_format or (None if name == STDIN else format_from_name(name))
     if fmt is None:
         fmt = _sniff_format(head, bom)
-    if fmt not in INPUT_FORMATS:
+    if fmt not in FORMATS:
         raise UsageError(f"unknown input format {fmt!r}", "use --input-format csv or jsonl")
     return Source(name=name, format=fmt, total_bytes=total, counter=counter, stream=stream,
                   bom_encoding=bom)

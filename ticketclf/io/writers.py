@@ -24,9 +24,8 @@ from typing import IO, Any
 
 from ..errors import OutputError, UsageError
 from ..schema import RESULT_COLUMN_NAMES, Reject, Result, result_values
-from .sources import STDIN, format_from_name
+from .sources import FORMATS, STDIN, format_from_name
 
-OUTPUT_FORMATS = ("csv", "jsonl")
 # A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 _FORMULA_FIRST = frozenset(_FORMULA_PREFIXES)
@@ -331,7 +330,7 @@ class ResultWriter:
     batch so that JSONL inputs can name their columns from the first object."""
 
     def __init__(self, stream: IO[bytes], fmt: str, input_columns: Sequence[str]) -> None:
-        if fmt not in OUTPUT_FORMATS:
+        if fmt not in FORMATS:
             raise UsageError(f"unknown output format {fmt!r}", "use --output-format csv or jsonl")
         self.format = fmt
         # backslashreplace: a lone surrogate that got this far (from an exotic --encoding;
@@ -395,7 +394,7 @@ def output_format(path: str, explicit: str | None) -> str:
     if fmt is None:
         raise UsageError(f"cannot tell the output format from {path!r}",
                          "name it .csv or .jsonl, or pass --output-format")
-    if fmt not in OUTPUT_FORMATS:
+    if fmt not in FORMATS:
         raise UsageError(f"unknown output format {fmt!r}", "use --output-format csv or jsonl")
     return fmt
 
