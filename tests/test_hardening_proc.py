@@ -286,3 +286,32 @@ def test_an_llm_confidence_of_exactly_0_or_1_is_accepted(fake_gemini):
     with open_escalator(config, EscalationStats()) as esc:
         (decision,) = esc.resolve([(Ticket("t.csv", 2, "T-0", "my bill is wrong", {}), LOCAL)])
     assert (decision.decided_by, decision.prediction.confidence("category")) == ("llm", 1.0)
+
+
+class _Stopped(Exception):
+    pass
+
+
+def test_a_sigterm_that_arrives_while_a_worker_forks_is_not_lost():
+    """Python runs a signal's handler at the next Python code; inside os.fork() that is an
+    at-fork callback (logging's lock release), where CPython swallows what the handler
+    raises, and the run went on as if never signalled. Here the signal arrives in the fork
+    itself, from an at-fork callback of the test's."""
+    armed = [True]
+
+    def signal_during_the_fork() -> None:
+        if armed[0]:
+            armed[0] = False
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def stop(_signum, _frame):
+        raise _Stopped
+
+    os.register_at_fork(before=signal_during_the_fork)
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        with pytest.raises(_Stopped):
+            pipeline._fork_worker(pipeline.Scorer.of(load_model(SHIPPED_MODEL)))
+    finally:
+        armed[0] = False
+        signal.signal(signal.SIGTERM, previous)

@@ -210,21 +210,39 @@ class _Worker:
     in_flight: int = 0
 
 
+_RUN_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+def _handle_pending_signals() -> None:
+    """Nothing: calling a Python function is where the interpreter runs the handlers of
+    signals that have arrived (they raise Interrupted here, if any did)."""
+
+
 def _fork_worker(scorer: Scorer) -> _Worker:
     tasks_r, tasks_w = multiprocessing.Pipe(duplex=False)
     results_r, results_w = multiprocessing.Pipe(duplex=False)
-    with warnings.catch_warnings():
-        # Python >= 3.12 warns when other threads exist (the LLM's, a progress bar's): a lock
-        # one of them holds stays locked in the child. The child takes none of theirs: it
-        # predicts, and talks only over its own two pipes.
-        warnings.filterwarnings("ignore", r"This process .* is multi-threaded",
-                                DeprecationWarning)
-        pid = os.fork()
+    # A SIGTERM or SIGINT whose Python handler ran inside os.fork() would run it in an
+    # at-fork callback (logging's lock release), where CPython swallows the exception it
+    # raises: the run would go on as if never signalled. So the signals are blocked across
+    # the fork, and those that came before it are handled first, here, in our own frame.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, _RUN_SIGNALS)
+    try:
+        _handle_pending_signals()
+        with warnings.catch_warnings():
+            # Python >= 3.12 warns when other threads exist (the LLM's, a progress bar's): a
+            # lock one of them holds stays locked in the child. The child takes none of
+            # theirs: it predicts, and talks only over its own two pipes.
+            warnings.filterwarnings("ignore", r"This process .* is multi-threaded",
+                                    DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how a run ends
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     if pid == 0:  # the worker: never returns, never runs the parent's exit handlers
         code = 0
         try:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how a run ends
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
             # Only its own pipe ends stay open: a parent's output file lock, its sockets and
             # the other workers' pipes must not outlive the parent because of us.
             keep = sorted((tasks_r.fileno(), results_w.fileno()))
