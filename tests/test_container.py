@@ -25,7 +25,10 @@ from .conftest import ROOT, SAMPLES
 
 pytestmark = pytest.mark.slow
 
-MAX_IMAGE_BYTES = 500_000_000
+# The whole image, its 128 MB Debian base included. Was 500 MB; raised to 550 when the
+# OpenAI SDK (30 MB), CLD2's language model (14 MB) and the v2 model with its word table
+# (2 x 13 MB) joined: 523 MB measured, 395 MB over the base (bench/RESULTS.md).
+MAX_IMAGE_BYTES = 550_000_000
 UID = 10001
 BUILD_TIMEOUT = 900  # cold: debootstrap + every wheel from PyPI; warm: seconds
 CANNOT_INSTALL = 3  # scripts/container-test.sh: buildah/podman missing and not installable
@@ -89,7 +92,7 @@ def hardened(data: Path, env: dict[str, str] | None = None, healthcheck: bool = 
     return options + [f"--env={key}={value}" for key, value in (env or {}).items()]
 
 
-def test_image_is_under_500_mb_non_root_and_runs_ticketclf(image):
+def test_image_is_under_550_mb_non_root_and_runs_ticketclf(image):
     assert image.size_bytes < MAX_IMAGE_BYTES, f"image is {image.size_bytes / 1e6:.0f} MB"
     result = image.podman("image", "inspect", image.tag)
     assert result.returncode == 0, result.stderr
