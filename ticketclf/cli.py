@@ -681,7 +681,8 @@ def train(
         "--encoder", help="Add the pretrained all-MiniLM-L6-v2 sentence encoder: more accurate, "
         "much slower to train and classify (needs the optional install: README).")] = False,
     min_examples: Annotated[int | None, typer.Option(
-        "--min-examples", min=1, show_default=False, help="Drop labels with fewer examples, "
+        "--min-examples", metavar="N", min=1, show_default=False,
+        help="Drop labels with fewer examples, "
         "with a warning naming them. Default: what the folds need (8 with --folds 3).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the model card as JSON.")] = False,
 ) -> None:
@@ -917,7 +918,8 @@ def review(
         "-o", "--output", metavar="WORKLIST", help="Worklist .csv or .jsonl (.gz allowed). "
         "Default: <OUTPUT>.worklist.csv.")] = None,
     limit: Annotated[int, typer.Option(
-        "--limit", min=1, max=1_000_000, help="At most this many tickets, the most valuable "
+        "--limit", metavar="N", min=1, max=1_000_000,
+        help="At most this many tickets, the most valuable "
         "labels first.")] = 1000,
     model: ModelOpt = None,
     cache_dir: CacheDirOpt = None,
@@ -966,13 +968,14 @@ def learn(
         "--labels", metavar="FILE", help="Labelled CSV/JSONL (a filled-in worklist, say), or a "
         "directory of them; repeatable. People's labels beat the LLM's.")] = None,
     min_llm_confidence: Annotated[float, typer.Option(
-        "--min-llm-confidence", min=0.0, max=1.0,
+        "--min-llm-confidence", metavar="X", min=0.0, max=1.0,
         help="Learn only from LLM answers at least this confident.")] = 0.8,
     llm_sentiment: Annotated[bool, typer.Option(
         "--llm-sentiment", help="Learn the LLM's sentiment too, not only its category "
         "(people's labels always teach both).")] = False,
     tolerance: Annotated[float, typer.Option(
-        "--tolerance", min=0.0, max=1.0, help="Macro-F1 NEW may lose per head on BASE's "
+        "--tolerance", metavar="X", min=0.0, max=1.0,
+        help="Macro-F1 NEW may lose per head on BASE's "
         "held-out data and still be promoted.")] = 0.005,
     text_column: TextColumnOpt = None,
     encoding: EncodingOpt = "utf-8-sig",
