@@ -8,9 +8,8 @@ import os
 import subprocess
 
 import pytest
-import typer
 
-from ticketclf import cli
+from ticketclf import cli as cli_module
 
 from .conftest import ticketclf_cmd
 
@@ -24,25 +23,17 @@ def test_no_command_prints_the_help_and_exits_2(cli):
 def test_a_command_added_without_any_decorator_still_maps_its_errors_to_exit_codes(cli):
     """No per-command decorator: the app's group maps what any command raises."""
 
-    @cli_app_command("explode-for-test")
+    @cli_module.app.command("explode-for-test")
     def explode() -> None:
         raise ValueError("boom")
 
     try:
         r = cli("explode-for-test")
     finally:
-        cli_module_commands().pop()
+        cli_module.app.registered_commands.pop()
     assert r.code == 1
     assert "internal error: ValueError: boom" in r.stderr
     assert "Traceback" not in r.stderr
-
-
-def cli_app_command(name: str):
-    return cli.app.command(name)
-
-
-def cli_module_commands() -> list[typer.models.CommandInfo]:
-    return cli.app.registered_commands
 
 
 @pytest.mark.parametrize("command", ["classify", "train", "evaluate", "learn"])

@@ -50,15 +50,21 @@ def test_a_model_without_training_languages_flags_no_language():
     assert not Thresholds({"category": 0.5}).uncertain(confident("fr"))
 
 
-def test_classify_writes_the_language_and_flags_the_unseen_one(cli, english_model: Path,
-                                                                  tmp_path: Path):
+def classify_english_and_french(cli, model: Path, tmp_path: Path,
+                                *llm: str) -> dict[str, dict[str, str]]:
+    """Output rows by id; --llm-threshold 0: only the language can make a ticket uncertain."""
     src = write_csv(tmp_path / "t.csv", ["id", "text"], [["1", ENGLISH], ["2", FRENCH]])
     out = tmp_path / "out.csv"
-    r = cli("classify", src, "-o", out, "--model", english_model, "--no-llm",
-            "--llm-threshold", "0.0", "--quiet")
+    r = cli("classify", src, "-o", out, "--model", model, *llm, "--llm-threshold", "0.0",
+            "--quiet")
     assert r.code == 0, r
     with open(out, newline="", encoding="utf-8") as f:
-        rows = {row["id"]: row for row in csv.DictReader(f)}
+        return {row["id"]: row for row in csv.DictReader(f)}
+
+
+def test_classify_writes_the_language_and_flags_the_unseen_one(cli, english_model: Path,
+                                                                  tmp_path: Path):
+    rows = classify_english_and_french(cli, english_model, tmp_path, "--no-llm")
     assert (rows["1"]["language"], rows["1"]["needs_review"]) == ("en", "false")
     assert (rows["2"]["language"], rows["2"]["needs_review"]) == ("fr", "true")
 
@@ -66,13 +72,7 @@ def test_classify_writes_the_language_and_flags_the_unseen_one(cli, english_mode
 def test_an_unseen_language_is_escalated_when_the_llm_is_on(cli, english_model: Path,
                                                               tmp_path: Path, gemini_env):
     gemini_env.answer_for = lambda _text: answer_body("BILLING", "NEGATIVE", 0.9)
-    src = write_csv(tmp_path / "t.csv", ["id", "text"], [["1", ENGLISH], ["2", FRENCH]])
-    out = tmp_path / "out.csv"
-    r = cli("classify", src, "-o", out, "--model", english_model, "--llm",
-            "--llm-threshold", "0.0", "--quiet")
-    assert r.code == 0, r
-    with open(out, newline="", encoding="utf-8") as f:
-        rows = {row["id"]: row for row in csv.DictReader(f)}
+    rows = classify_english_and_french(cli, english_model, tmp_path, "--llm")
     assert rows["1"]["decided_by"] == "model"
     assert (rows["2"]["decided_by"], rows["2"]["category"]) == ("llm", "BILLING")
     assert gemini_env.count == 1

@@ -29,6 +29,7 @@ from .logs import LogFormat, LogLevel, setup_logging
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from .io.readers import ReadOptions
     from .llm import CachedEscalation, DryRunEscalator, EscalationSettings, LLMChoice
     from .model import TicketModel
     from .runner import RunReport
@@ -251,7 +252,7 @@ def _load(model: Path | None) -> tuple[TicketModel, Path]:
     return load_model(path), path
 
 
-def _read_options(**options: Any) -> Any:
+def _read_options(**options: Any) -> ReadOptions:
     from .io.readers import ReadOptions
 
     return ReadOptions(**options)
