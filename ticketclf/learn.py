@@ -22,7 +22,6 @@ import csv
 import gzip
 import hashlib
 import io
-import json
 import logging
 import shutil
 import tempfile
@@ -41,7 +40,7 @@ from .io.writers import AtomicFile, restore_formula
 from .llm.base import UNKNOWN_CATEGORY
 from .llm.prompt import Prompt
 from .llm.redact import redact
-from .model.store import CARD_FILE, read_card, resolve_model_dir, seal_card
+from .model.store import CARD_FILE, read_card, resolve_model_dir, write_card
 from .taxonomy import Taxonomy
 
 TRAINING_FILE = "training.csv.gz"
@@ -382,9 +381,7 @@ def learn(spec: LearnSpec, output: Path,
                     "human": dict(sorted(human.skipped.items()))},
         "gate": verdict.as_dict(),
     }
-    card = seal_card(card)
-    with AtomicFile(output / CARD_FILE) as f:
-        f.write((json.dumps(card, indent=2) + "\n").encode())
+    card = write_card(output, card)
     return Learned(output, card, verdict)
 
 

@@ -135,10 +135,16 @@ def save_model(model_dir: Path, artifacts: dict[str, Any], card: dict[str, Any])
         raise OutputError(f"cannot create {model_dir}: {exc.strerror}") from exc
     data = reproducible_zip(sio.dumps(artifacts))
     sha = hashlib.sha256(data).hexdigest()
-    card = seal_card({**card, "version": sha[:12], "model_file": MODEL_FILE, "sha256": sha,
-                      "size_bytes": len(data)})
     with AtomicFile(model_dir / MODEL_FILE) as f:
         f.write(data)
+    return write_card(model_dir, {**card, "version": sha[:12], "model_file": MODEL_FILE,
+                                  "sha256": sha, "size_bytes": len(data)})
+
+
+def write_card(model_dir: Path, card: dict[str, Any]) -> dict[str, Any]:
+    """Seal the card and write it atomically (the only way a card is written, so none is ever
+    written with a stale seal); returns it as written."""
+    card = seal_card(card)
     with AtomicFile(model_dir / CARD_FILE) as f:
         f.write((json.dumps(card, indent=2, sort_keys=False) + "\n").encode())
     return card
