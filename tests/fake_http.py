@@ -95,7 +95,10 @@ class FakeServer:
         raise NotImplementedError
 
     def _serve(self, handler: BaseHTTPRequestHandler, method: str) -> None:
-        raw = handler.rfile.read(int(handler.headers.get("Content-Length", 0)))
+        length = int(handler.headers.get("Content-Length", 0))
+        raw = handler.rfile.read(length)
+        if len(raw) < length:  # the client died mid-request (a kill -9): no server sees this one
+            return
         body = json.loads(raw) if raw else {}
         seen = SeenRequest(method, handler.path, {k.lower(): v for k, v in handler.headers.items()},
                            body, raw,
