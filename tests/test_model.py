@@ -81,6 +81,26 @@ def test_loaded_model_predicts_labels_from_the_taxonomy(trained: Path):
     assert pred.label("sentiment") in {"POSITIVE", "NEUTRAL", "NEGATIVE", "CRITICAL"}
 
 
+def test_a_model_file_holds_the_vocabulary_as_one_array_and_loads_it_as_the_same_dict(
+        trained: Path):
+    """skops checks one node per dict key and value; the vocabulary as an array is one node
+    (what keeps a one-ticket predict's load short), and the loaded vectorizer is unchanged."""
+    import zipfile
+
+    from ticketclf.model.store import load_artifacts
+
+    with zipfile.ZipFile(trained / MODEL_FILE) as archive:
+        schema = archive.read("schema.json").decode()
+    assert '"vocabulary_terms_"' in schema and '"vocabulary_"' not in schema
+    (_name, word), *_ = load_artifacts(trained)[0]["vectorizer"].transformer_list
+    assert sorted(word.vocabulary_.values()) == list(range(len(word.vocabulary_)))
+    assert word.get_feature_names_out()[word.vocabulary_["cancel"]] == "cancel"
+    terms = ["cancel", "my", "contract", "cancel my", "my contract"]
+    row = word.transform(["cancel my contract"])
+    assert sorted(word.get_feature_names_out()[row.indices]) == sorted(
+        t for t in terms if t in word.vocabulary_)
+
+
 class Payload:
     """Stands for any object a hostile model file could ask the loader to build."""
 

@@ -46,6 +46,7 @@ TRUSTED_TYPES = [
     "ticketclf.model.encoder.SentenceEncoder",
     "ticketclf.model.neighbours.NeighbourProduct",
     "ticketclf.model.static.StaticEmbedding",
+    "ticketclf.model.tfidf.CompactTfidf",
 ]
 
 
