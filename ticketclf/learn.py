@@ -34,8 +34,7 @@ from typing import Any
 from .cache import AnswerCache, CachedRecord
 from .errors import ConfigError, DataError, OutputError, UsageError
 from .io.labelled import read_labelled
-from .io.readers import ReadOptions
-from .io.sources import format_from_name
+from .io.readers import ReadOptions, input_format_from_name
 from .io.writers import AtomicFile, restore_formula
 from .llm.base import UNKNOWN_CATEGORY
 from .llm.prompt import Prompt
@@ -232,7 +231,7 @@ def label_files(names: Sequence[str]) -> list[str]:
             continue  # a directory named as one (trailing /) that nobody has filled yet
         if path.is_dir():
             files += sorted(str(p) for p in path.iterdir()
-                            if p.is_file() and format_from_name(p.name) is not None)
+                            if p.is_file() and input_format_from_name(p.name) is not None)
         else:
             files.append(name)
     return files
@@ -252,7 +251,7 @@ def human_rows(files: Sequence[str], options: ReadOptions,
                         extra={"event": "labels_skipped", "file": name})
             out.skipped["files_without_labels"] += 1
             continue
-        from_csv = format_from_name(name) == "csv"
+        from_csv = input_format_from_name(name) == "csv"
         for head, column in data.labels.items():
             unknown = sorted(set(column) - {""} - set(labels.get(head, ())))
             if unknown:

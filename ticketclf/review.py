@@ -37,8 +37,8 @@ from typing import IO, Any
 from .cache import AnswerCache, CachedRecord
 from .errors import UsageError
 from .io.inputs import Inputs
-from .io.readers import ReadOptions
-from .io.sources import STDIN, format_from_name
+from .io.readers import ReadOptions, input_format_from_name
+from .io.sources import STDIN
 from .io.writers import (
     AtomicFile,
     gzip_if_named,
@@ -98,7 +98,7 @@ def _tickets(spec: ReviewSpec) -> Iterator[Ticket]:
     """The output's rows, texts as classify read them (a CSV's formula guard undone)."""
     if spec.output == STDIN:
         raise UsageError("review reads its input twice: give a file, not -")
-    from_csv = format_from_name(spec.output) == "csv"
+    from_csv = input_format_from_name(spec.output) == "csv"
     with Inputs([spec.output], spec.read) as stream:
         for batch in stream.batches():
             for ticket in batch.tickets:

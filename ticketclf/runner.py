@@ -22,13 +22,14 @@ from .drift import DriftCounts, TrainingPrior
 from .errors import DataError, UsageError
 from .io.inputs import Inputs
 from .io.readers import Batch, ReadOptions
-from .io.sources import STDIN, format_from_name
+from .io.sources import STDIN
 from .io.writers import (
     RejectWriter,
     ResultWriter,
     gzip_if_named,
     output_file,
     output_format,
+    output_format_from_name,
     stdout_stream,
 )
 from .llm.escalator import EscalationStats
@@ -144,7 +145,7 @@ def default_output(first_input: str, fmt: str | None) -> str:
     name = path.name
     for suffix in reversed(path.suffixes):
         name = name.removesuffix(suffix)
-    ext = fmt or format_from_name(first_input) or "csv"
+    ext = fmt or output_format_from_name(first_input) or "csv"
     return str(path.with_name(f"{name}.classified.{ext}"))
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 
 from ..errors import DataError, UsageError
-from .readers import Batch, ReadOptions, TicketReader
+from .readers import Batch, ReadOptions, TicketReader, check_input_format
 from .sources import STDIN, Source, open_source
 
 
@@ -20,6 +20,7 @@ class Inputs:
                  input_format: str | None = None, same_columns: bool = False) -> None:
         if list(names).count(STDIN) > 1:
             raise UsageError("stdin ('-') can be read only once")
+        check_input_format(input_format)
         self.names = list(names)
         self.options = options
         self.input_format = input_format
@@ -31,7 +32,7 @@ class Inputs:
     def __enter__(self) -> Inputs:
         try:
             for name in self.names:
-                source = open_source(name, self.input_format)
+                source = open_source(name)
                 self._stack.callback(source.close)
                 self.sources.append(source)
         except BaseException:
@@ -53,7 +54,7 @@ class Inputs:
 
     def batches(self) -> Iterator[Batch]:
         for source in self.sources:
-            reader = TicketReader(source, self.options)
+            reader = TicketReader(source, self.options, self.input_format)
             try:
                 for batch in reader.batches():
                     self._check_columns(reader)
@@ -68,7 +69,7 @@ class Inputs:
         if self.columns is None:
             self.columns = reader.columns
         elif (self.same_columns and reader.columns != self.columns
-              and reader.source.format == "csv"):
+              and reader.format == "csv"):
             raise DataError(
                 f"{reader.source.name} has other columns than {self.sources[0].name}",
                 "classify files with different layouts in separate runs",

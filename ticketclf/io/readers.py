@@ -1,6 +1,9 @@
 """Stream tickets from CSV / JSONL sources in batches; rows that cannot be classified become
 rejects with their line number and reason. Memory is bounded by the batch size and by the
-record cap: no line or record is ever held longer than `ReadOptions.record_limit`."""
+record cap: no line or record is ever held longer than `ReadOptions.record_limit`.
+
+INPUT_FORMATS (at the end) is the one table of input formats: a new one is its entry there and
+its record generator, a TicketReader method, in this file."""
 
 from __future__ import annotations
 
@@ -11,13 +14,13 @@ import json
 import logging
 import re
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import DataError, UsageError
 from ..schema import Reject, Ticket
-from .sources import STDIN, Source
+from .sources import STDIN, Source, suffix_of
 
 TEXT_COLUMNS = ("text", "description", "body", "message", "ticket_text", "content")
 ID_COLUMNS = ("id", "ticket_id", "ticketid", "ticket_number", "case_id", "case_number", "number")
@@ -67,10 +70,11 @@ class ReadOptions:
             object.__setattr__(self, "delimiter", delimiter)
 
     def record_limit(self, fmt: str) -> int:
-        """Characters a CSV record or JSONL line may have: longer ones are rejected whole."""
+        """Characters a record (CSV record, JSONL line) may have: longer ones are rejected
+        whole."""
         if self.max_record_chars is not None:
             return self.max_record_chars
-        return CSV_RECORD_CHARS if fmt == "csv" else self.max_text_chars * 4 + 65_536
+        return INPUT_FORMATS[fmt].record_chars(self)
 
 
 @dataclass
@@ -161,15 +165,17 @@ class TicketReader:
     """Reads one source. `columns` is known after the header (CSV) or first object (JSONL);
     the text and id columns are chosen on the first batch's rows."""
 
-    def __init__(self, source: Source, options: ReadOptions) -> None:
+    def __init__(self, source: Source, options: ReadOptions,
+                 input_format: str | None = None) -> None:
         self.source = source
         self.options = options
+        self.format = input_format or format_of(source)
         self.columns: list[str] | None = None
         self.column_map: ColumnMap | None = None
         # A UTF-16/32 BOM cannot start UTF-8 text: Excel's "Unicode text" is read as what it is.
         utf8 = codecs.lookup(options.encoding).name in _UTF8
         self.encoding = source.bom_encoding if source.bom_encoding and utf8 else options.encoding
-        self._limit = options.record_limit(source.format)
+        self._limit = options.record_limit(self.format)
         self._bytes = _CountedBytes(source.stream)
         self._text = io.TextIOWrapper(
             self._bytes, encoding=self.encoding, errors="strict", newline=""  # type: ignore[type-var]
@@ -178,7 +184,7 @@ class TicketReader:
         self._warn_c1 = _decodes_to_c1(self.encoding)
 
     def batches(self) -> Iterator[Batch]:
-        records = self._csv_records() if self.source.format == "csv" else self._jsonl_records()
+        records = INPUT_FORMATS[self.format].records(self)
         pending: list[_Row | Reject] = []  # the first batch, until the columns are chosen
         batch = Batch()
         try:
@@ -368,6 +374,50 @@ class TicketReader:
 
     def close(self) -> None:
         self.source.close()
+
+
+@dataclass(frozen=True)
+class InputFormat:
+    """One input format: the file suffixes that name it, whether a text starts like it (for
+    stdin and names that do not tell), the most characters one record may hold, and the
+    TicketReader method that yields its records."""
+
+    suffixes: tuple[str, ...]
+    starts_like: Callable[[str], bool]
+    record_chars: Callable[[ReadOptions], int]
+    records: Callable[[TicketReader], Iterator[_Row | Reject]]
+
+
+# Tried in order when nothing names the format: CSV, which any text could be, comes last.
+INPUT_FORMATS: dict[str, InputFormat] = {
+    "jsonl": InputFormat((".jsonl", ".ndjson"), lambda text: text[:1] == "{",
+                         lambda options: options.max_text_chars * 4 + 65_536,
+                         TicketReader._jsonl_records),
+    "csv": InputFormat((".csv",), lambda _text: True, lambda _options: CSV_RECORD_CHARS,
+                       TicketReader._csv_records),
+}
+
+
+def input_format_from_name(name: str) -> str | None:
+    """The input format a file name says (`.csv`, `.jsonl.gz`, ...), or None."""
+    suffix = suffix_of(name)
+    return next((fmt for fmt, spec in INPUT_FORMATS.items() if suffix in spec.suffixes), None)
+
+
+def check_input_format(fmt: str | None) -> None:
+    if fmt is not None and fmt not in INPUT_FORMATS:
+        raise UsageError(f"unknown input format {fmt!r}",
+                         "use --input-format " + " or ".join(sorted(INPUT_FORMATS)))
+
+
+def format_of(source: Source) -> str:
+    """The format the source's name says, else the first whose start its text has."""
+    named = None if source.name == STDIN else input_format_from_name(source.name)
+    if named is not None:
+        return named
+    text = source.head.decode(source.bom_encoding or "utf-8", errors="ignore")
+    text = text.lstrip("\ufeff \t\r\n")
+    return next(fmt for fmt, spec in INPUT_FORMATS.items() if spec.starts_like(text))
 
 
 def _add(batch: Batch, items: list[Ticket | Reject]) -> None:

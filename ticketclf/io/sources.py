@@ -15,10 +15,7 @@ from typing import Any, BinaryIO
 from ..errors import DataError, InputNotFound, UsageError
 
 STDIN = "-"
-# The formats and the file suffixes that name them: the one table of formats (each also
-# needs its record generator in readers.py and its writer in writers.py).
-SUFFIX_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
-FORMATS = tuple(dict.fromkeys(SUFFIX_FORMATS.values()))
+HEAD_BYTES = 512  # what is peeked at to tell an unnamed input's format (readers.py)
 _GZIP_MAGIC = b"\x1f\x8b"
 # Byte-order marks that say the encoding (UTF-32 first: its LE mark starts like UTF-16's).
 _BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
@@ -52,13 +49,14 @@ class CountingReader(io.RawIOBase):
 
 @dataclass
 class Source:
-    """One opened input: its display name, format, size when known, and a binary stream."""
+    """One opened input: its display name, size when known, a binary stream (gzip undone) and
+    its first bytes."""
 
     name: str
-    format: str
     total_bytes: int | None
     counter: CountingReader
     stream: BinaryIO
+    head: bytes = b""  # the first HEAD_BYTES of the data, left in the stream
     bom_encoding: str | None = None  # UTF-16 / UTF-32 when the data starts with their BOM
 
     def close(self) -> None:
@@ -66,16 +64,18 @@ class Source:
         self.counter.close()
 
 
-def format_from_name(name: str) -> str | None:
-    path = Path(name)
-    suffixes = [s.lower() for s in path.suffixes]
+def suffix_of(name: str) -> str | None:
+    """The suffix that names a file's format, lower case, under any `.gz`: `.csv` for
+    `Tickets.CSV.gz`."""
+    suffixes = [s.lower() for s in Path(name).suffixes]
     if suffixes and suffixes[-1] == ".gz":
         suffixes.pop()
-    return SUFFIX_FORMATS.get(suffixes[-1]) if suffixes else None
+    return suffixes[-1] if suffixes else None
 
 
-def open_source(name: str, input_format: str | None = None) -> Source:
-    """Open a path or `-`; gzip is recognised by its magic bytes, the format by the name."""
+def open_source(name: str) -> Source:
+    """Open a path or `-`; gzip is recognised by its magic bytes (the format is the
+    reader's business: readers.INPUT_FORMATS)."""
     if name == STDIN:
         raw: BinaryIO = sys.stdin.buffer
         total = None
@@ -95,26 +95,15 @@ def open_source(name: str, input_format: str | None = None) -> Source:
     stream: BinaryIO = buffered
     if buffered.peek(2)[:2] == _GZIP_MAGIC:
         stream = _CheckedGzip(name, fileobj=buffered, mode="rb")  # type: ignore[assignment]
-    head = _peek(stream, 512)
+    head = _peek(stream, HEAD_BYTES)
     bom = next((enc for mark, enc in _BOMS if head.startswith(mark)), None)
-    fmt = input_format or (None if name == STDIN else format_from_name(name))
-    if fmt is None:
-        fmt = _sniff_format(head, bom)
-    if fmt not in FORMATS:
-        raise UsageError(f"unknown input format {fmt!r}", "use --input-format csv or jsonl")
-    return Source(name=name, format=fmt, total_bytes=total, counter=counter, stream=stream,
+    return Source(name=name, total_bytes=total, counter=counter, stream=stream, head=head,
                   bom_encoding=bom)
 
 
 def _peek(stream: BinaryIO, size: int) -> bytes:
     peek = getattr(stream, "peek", None)
     return peek(size)[:size] if peek else b""
-
-
-def _sniff_format(head: bytes, bom: str | None) -> str:
-    """JSONL when the first non-blank character opens an object, CSV otherwise."""
-    text = head.decode(bom or "utf-8", errors="ignore").lstrip("\ufeff \t\r\n")
-    return "jsonl" if text[:1] == "{" else "csv"
 
 
 class _CheckedGzip(gzip.GzipFile):

@@ -24,7 +24,7 @@ from typing import IO, Any
 
 from ..errors import OutputError, UsageError
 from ..schema import RESULT_COLUMN_NAMES, Reject, Result, result_values
-from .sources import FORMATS, STDIN, format_from_name
+from .sources import STDIN, suffix_of
 
 # A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -330,8 +330,7 @@ class ResultWriter:
     batch so that JSONL inputs can name their columns from the first object."""
 
     def __init__(self, stream: IO[bytes], fmt: str, input_columns: Sequence[str]) -> None:
-        if fmt not in FORMATS:
-            raise UsageError(f"unknown output format {fmt!r}", "use --output-format csv or jsonl")
+        _check_output_format(fmt)
         self.format = fmt
         # backslashreplace: a lone surrogate that got this far (from an exotic --encoding;
         # JSONL rows holding one are rejected) is written as its escape, not a crash.
@@ -389,14 +388,28 @@ class RejectWriter:
             self._stream.write(json_line(r.as_dict()).encode("utf-8", "backslashreplace"))
 
 
+# The output formats and the suffixes that name them (ResultWriter writes each).
+OUTPUT_FORMATS = {"csv": (".csv",), "jsonl": (".jsonl", ".ndjson")}
+
+
+def output_format_from_name(name: str) -> str | None:
+    suffix = suffix_of(name)
+    return next((fmt for fmt, suffixes in OUTPUT_FORMATS.items() if suffix in suffixes), None)
+
+
 def output_format(path: str, explicit: str | None) -> str:
-    fmt = explicit or ("csv" if path == STDIN else format_from_name(path))
+    fmt = explicit or ("csv" if path == STDIN else output_format_from_name(path))
     if fmt is None:
         raise UsageError(f"cannot tell the output format from {path!r}",
                          "name it .csv or .jsonl, or pass --output-format")
-    if fmt not in FORMATS:
-        raise UsageError(f"unknown output format {fmt!r}", "use --output-format csv or jsonl")
+    _check_output_format(fmt)
     return fmt
+
+
+def _check_output_format(fmt: str) -> None:
+    if fmt not in OUTPUT_FORMATS:
+        raise UsageError(f"unknown output format {fmt!r}",
+                         "use --output-format " + " or ".join(OUTPUT_FORMATS))
 
 
 def gzip_if_named(stream: IO[bytes], path: str) -> IO[bytes]:

@@ -35,8 +35,8 @@ from .encoder import SentenceEncoder, encoder_card, encoder_libraries, rememberi
 from .language import training_languages
 from .neighbours import NeighbourProduct
 from .static import StaticEmbedding
-from .tfidf import CompactTfidf
 from .store import file_sha256, save_model
+from .tfidf import CompactTfidf
 
 SEED = 20261126
 CV_ROWS = 50_000  # cross-validation sample; see cross_validation_sample
