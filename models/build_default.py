@@ -194,6 +194,11 @@ def data_card(card: dict, counts: dict, scores: dict) -> str:
         "in voices the corpus lacked (SMS shorthand, emoji, capitals, voice-to-text, very "
         "formal letters, sarcasm), 12 per category; written without sight of any evaluation "
         "set | same as the project | ticketclf authors | (included above) |",
+        "| and data/telecom/sentiment.csv: 560 tickets hand-written on 2026-12-01 by a separate "
+        "writer session, 20 per category and sentiment, most of them on a sentiment boundary "
+        "(calm reports of faults, mild or sarcastic annoyance, polite escalation, warm "
+        "requests); written without sight of any evaluation set | same as the project | "
+        "ticketclf authors | (included above) |",
         f"| banking77 train.csv, relabelled (data/public_mapping.json) | CC BY 4.0 | Casanueva "
         f"et al. 2020, \"Efficient Intent Detection with Dual Sentence Encoders\", "
         f"arXiv:2003.04807; PolyAI-LDN/task-specific-datasets | "
