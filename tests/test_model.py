@@ -101,6 +101,27 @@ def test_a_model_file_holds_the_vocabulary_as_one_array_and_loads_it_as_the_same
         t for t in terms if t in word.vocabulary_)
 
 
+def test_rows_of_an_unscored_style_are_learned_from_but_do_not_score_or_set_thresholds(
+        tmp_path: Path):
+    """learn's LLM answers: their labels' own errors must not read as the model's (which
+    would raise the thresholds until the model flags what it gets right)."""
+    categories = sorted({c for _t, c, _s in corpus_rows(1)})
+    rows = corpus_rows(40)
+    trusted = [[t, c, s, "email"] for i, (t, c, s) in enumerate(rows) if i % 5]
+    wrong = [[t, categories[(categories.index(c) + 1) % len(categories)], s, "llm"]
+             for t, c, s in rows[0::5]]  # an LLM wrong on a fifth of what it answered
+    data = write_csv(tmp_path / "train.csv", ["text", "category", "sentiment", "style"],
+                     trusted + wrong)
+    cards = {}
+    for name, unscored in (("scored", frozenset()), ("unscored", frozenset({"llm"}))):
+        cards[name] = train(TrainSpec(files=[data], folds=3, style_column="style",
+                                      unscored_styles=unscored), tmp_path / name)
+    scored, unscored = (cards[n]["metrics"]["category"] for n in ("scored", "unscored"))
+    assert unscored["n"] == len(trusted) and scored["n"] == len(trusted) + len(wrong)
+    assert unscored["accuracy"] > scored["accuracy"]
+    assert cards["unscored"]["thresholds"]["category"] <= cards["scored"]["thresholds"]["category"]
+
+
 class Payload:
     """Stands for any object a hostile model file could ask the loader to build."""
 

@@ -46,6 +46,7 @@ TRAINING_FILE = "training.csv.gz"
 HOLDOUT_FILE = "holdout.csv.gz"
 HEADS = ("category", "sentiment")
 COLUMNS = ("text", "category", "sentiment", "source", "style")
+LLM_SOURCE = "llm"  # the source (and style) of rows that are LLM answers
 # Gemini's stated confidence is above 0.85 for most answers it gets right; below 0.8 it is
 # hedging, and a wrong label taught to the model costs more than a missing one.
 DEFAULT_MIN_LLM_CONFIDENCE = 0.8
@@ -216,7 +217,7 @@ def llm_rows(records: Iterable[CachedRecord], taxonomy: Taxonomy,
             if held[0] >= rank:
                 continue
         answer = {"category": str(category), "sentiment": str(sentiment)}
-        best[record.text] = (rank, Row(record.text, {h: answer[h] for h in heads}, "llm"))
+        best[record.text] = (rank, Row(record.text, {h: answer[h] for h in heads}, LLM_SOURCE))
     out.rows = {text: row for text, (_rank, row) in best.items()}
     return out
 
@@ -361,7 +362,8 @@ def learn(spec: LearnSpec, output: Path,
     card = train(TrainSpec(files=[output / TRAINING_FILE], any_labels=True,
                            folds=int(base_card.get("metrics", {}).get("folds", 3)),
                            target_precision=base_card.get("target_precision", 0.9),
-                           style_column="style", encoder=bool(recipe.get("encoder"))),
+                           style_column="style", unscored_styles=frozenset({LLM_SOURCE}),
+                           encoder=bool(recipe.get("encoder"))),
                  output, progress=progress)
     card.pop("train_seconds", None)
     progress("comparing NEW with BASE on held-out data")

@@ -110,6 +110,10 @@ class TrainSpec:
     # out whole styles, so the thresholds are chosen on text unlike what the model learned
     # from, as production text is. Unused when absent from the data.
     style_column: str = ""
+    # Rows of these styles (LLM answers) are trained on but left out of the cross-validated
+    # scores and thresholds: their labels' own errors would read as the model's, and raise
+    # the thresholds until the model flags what it already gets right.
+    unscored_styles: frozenset[str] = frozenset()
 
     def precision_for(self, head: str) -> float:
         if isinstance(self.target_precision, Mapping):
@@ -248,6 +252,13 @@ def kept_and_flagged(confidence: np.ndarray, correct: np.ndarray,
             "kept_accuracy": float(correct[kept].mean()) if kept.any() else 1.0}
 
 
+def _scored(data: pd.DataFrame, spec: TrainSpec) -> np.ndarray:
+    """Which rows' out-of-fold predictions choose the thresholds: all but unscored styles."""
+    if not spec.unscored_styles or "style" not in data.columns:
+        return np.ones(len(data), dtype=bool)
+    return ~data["style"].isin(spec.unscored_styles).to_numpy()
+
+
 def _styles(data: pd.DataFrame, spec: TrainSpec) -> np.ndarray | None:
     """Each row's style for cross-validation, or None (plain stratified folds) when the data
     has no style column or too few styles to hold out one per fold."""
@@ -296,9 +307,11 @@ def train(spec: TrainSpec, model_dir: Path,
             pred, conf = _out_of_fold(texts_all[mask][sample], y[sample],
                                       None if styles is None else styles[mask][sample], spec,
                                       head, progress)
-            correct = (pred == y[sample]).astype(float)
+            scored = _scored(data, spec)[mask][sample]
+            pred, conf, truth = pred[scored], conf[scored], y[sample][scored]
+            correct = (pred == truth).astype(float)
             thresholds[head] = threshold_for_precision(conf, correct, spec.precision_for(head))
-            metrics[head] = {**head_metrics(y[sample], pred, conf, labels),
+            metrics[head] = {**head_metrics(truth, pred, conf, labels),
                              "at_threshold": kept_and_flagged(conf, correct, thresholds[head])}
         progress(f"{head}: fitting the final model")
         fitted[head] = build_classifier(spec.encoder, checks_neighbours(spec, head))
