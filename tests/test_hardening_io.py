@@ -584,3 +584,25 @@ def test_the_shipped_model_sees_the_same_tickets_as_before_on_plain_csv(tmp_path
         rows = list(csv.DictReader(f))
     assert [(t.id, t.text) for t in tickets] == [(r["ticket_id"], r["text"]) for r in rows]
     assert rejects == []
+
+
+def test_a_signal_whose_exception_was_swallowed_still_keeps_the_old_output(tmp_path):
+    """A handler's exception can vanish inside C code that clears errors; the rename must
+    not happen anyway (it did: a SIGINT run exited 0 with its output in place)."""
+    import signal
+
+    from ticketclf import interrupts
+    from ticketclf.errors import Interrupted
+
+    target = tmp_path / "out.csv"
+    target.write_bytes(b"yesterday's output\n")
+    with interrupts.signals_raise():
+        with pytest.raises(Interrupted), AtomicFile(target) as f:
+            f.write(b"half of today's\n")
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                signal.pthread_sigmask(signal.SIG_BLOCK, [])  # a call: the handler runs here
+            except Interrupted:
+                pass  # what the C code did with it
+    assert target.read_bytes() == b"yesterday's output\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -24,6 +23,7 @@ from typer.core import _click as click  # the click that Typer runs on (vendored
 from . import __version__
 from .config import DEFAULT_JOB, default_cache_dir, model_path
 from .errors import ConfigError, Interrupted, TicketclfError, UsageError, exit_code_for
+from .interrupts import signals_raise
 from .logs import LogFormat, LogLevel, setup_logging
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ class ErrorBoundary(TyperGroup):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            with _signals_raise():
+            with signals_raise():
                 return super().invoke(ctx)
         except click.exceptions.NoSuchOption as exc:
             if exc.ctx is None or exc.ctx.command.name != "predict":
@@ -86,26 +86,6 @@ def _report_error(exc: BaseException, debug: bool) -> None:
             err.print("  hint: rerun with --debug for the traceback and report it")
     if debug:
         err.print(traceback.format_exc(), markup=False, highlight=False)
-
-
-@contextmanager
-def _signals_raise() -> Iterator[None]:
-    """SIGTERM and SIGINT raise Interrupted, so atomic writers discard their temp files."""
-
-    def handler(signum: int, _frame: object) -> None:
-        raise Interrupted(signum)
-
-    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        for s in previous:
-            signal.signal(s, handler)
-    except ValueError:  # not the main thread (e.g. an embedding host): leave signals alone
-        previous = {}
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
 
 
 app = typer.Typer(

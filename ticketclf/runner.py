@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TextIO
 
+from . import interrupts
 from .drift import DriftCounts, TrainingPrior
 from .errors import DataError, UsageError
 from .io.inputs import Inputs
@@ -202,6 +203,7 @@ def run_classify(
             writer: ResultWriter | None = None
             for classified in classify_batches(batches, predictor, thresholds, escalator,
                                                report.stages):
+                interrupts.check()
                 t0 = time.perf_counter()
                 if writer is None:
                     writer = ResultWriter(out_stream, out_fmt, inputs.columns or [])

@@ -22,7 +22,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from ..errors import OutputError, UsageError
+from .. import interrupts
+from ..errors import Interrupted, OutputError, UsageError
 from ..schema import RESULT_COLUMN_NAMES, Reject, Result, result_values
 from .sources import STDIN, suffix_of
 
@@ -110,6 +111,11 @@ class AtomicFile:
         if exc_type is not None:
             self._discard()
             return
+        try:
+            interrupts.check()  # a signal whose exception was lost still keeps the old file
+        except Interrupted:
+            self._discard()
+            raise
         try:
             self._tmp.flush()
             os.fsync(self._tmp.fileno())
