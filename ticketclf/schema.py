@@ -62,6 +62,11 @@ class Prediction:
         return Prediction({**self.labels, head: label}, {**self.confidences, head: confidence},
                           self.language)
 
+    def __reduce__(self) -> tuple[type[Prediction], tuple[dict[str, str], dict[str, float], str]]:
+        # Workers send predictions back pickled; a frozen slots dataclass unpickles through
+        # dataclasses' generic setstate, which looks its fields up once per object.
+        return Prediction, (self.labels, self.confidences, self.language)
+
 
 @dataclass(slots=True)
 class Result:
