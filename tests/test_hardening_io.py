@@ -596,13 +596,12 @@ def test_a_signal_whose_exception_was_swallowed_still_keeps_the_old_output(tmp_p
 
     target = tmp_path / "out.csv"
     target.write_bytes(b"yesterday's output\n")
-    with interrupts.signals_raise():
-        with pytest.raises(Interrupted), AtomicFile(target) as f:
-            f.write(b"half of today's\n")
-            try:
-                os.kill(os.getpid(), signal.SIGTERM)
-                signal.pthread_sigmask(signal.SIG_BLOCK, [])  # a call: the handler runs here
-            except Interrupted:
-                pass  # what the C code did with it
+    with interrupts.signals_raise(), pytest.raises(Interrupted), AtomicFile(target) as f:
+        f.write(b"half of today's\n")
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            signal.pthread_sigmask(signal.SIG_BLOCK, [])  # a call: the handler runs here
+        except Interrupted:
+            pass  # what the C code did with it
     assert target.read_bytes() == b"yesterday's output\n"
     assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]

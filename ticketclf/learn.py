@@ -47,6 +47,7 @@ HOLDOUT_FILE = "holdout.csv.gz"
 HEADS = ("category", "sentiment")
 COLUMNS = ("text", "category", "sentiment", "source", "style")
 LLM_SOURCE = "llm"  # the source (and style) of rows that are LLM answers
+HUMAN_SOURCE = "human"  # ... and of people's labels
 # Gemini's stated confidence is above 0.85 for most answers it gets right; below 0.8 it is
 # hedging, and a wrong label taught to the model costs more than a missing one.
 DEFAULT_MIN_LLM_CONFIDENCE = 0.8
@@ -269,7 +270,7 @@ def human_rows(files: Sequence[str], options: ReadOptions,
                 out.skipped["duplicate_text"] += 1
                 out.rows[key].labels.update(given)
             else:
-                out.rows[key] = Row(key, given, "human")
+                out.rows[key] = Row(key, given, HUMAN_SOURCE)
     return out
 
 
@@ -279,7 +280,7 @@ def merge(llm: Collected, human: Collected) -> list[Row]:
     for text, row in human.rows.items():
         if text in merged:
             merged[text].labels.update(row.labels)
-            merged[text].source = "human"
+            merged[text].source = HUMAN_SOURCE
         else:
             merged[text] = row
     return [merged[text] for text in sorted(merged)]
