@@ -264,7 +264,9 @@ def test_the_shipped_model_is_learnable_from_as_installed(cli, tmp_path, gemini_
     learn --cache-dir C -o M (BASE: the shipped model), then classify --model M --no-llm."""
     answering(gemini_env, {t: ("NETWORK", "NEGATIVE") for t in QUORVEX})
     cache = tmp_path / "c"
-    assert load_model(SHIPPED_MODEL).predict([NEW_WORDING])[0].label("category") != "NETWORK"
+    # The shipped model reads "same here" as an outage already; the word alone it cannot place.
+    new_wording = "quorvex!!"
+    assert load_model(SHIPPED_MODEL).predict([new_wording])[0].label("category") != "NETWORK"
     classify_with_llm(cli, tmp_path, QUORVEX, SHIPPED_MODEL, cache)
     r = cli("learn", "--cache-dir", cache, "-o", tmp_path / "M")
     assert r.code == 0, r
@@ -272,7 +274,7 @@ def test_the_shipped_model_is_learnable_from_as_installed(cli, tmp_path, gemini_
     assert card["lineage"]["base"]["version"] == load_model(SHIPPED_MODEL).version
     assert card["lineage"]["rows"]["base"] == len(training_rows(SHIPPED_MODEL))
     out = tmp_path / "o.csv"
-    r = cli("classify", write_csv(tmp_path / "n.csv", ["id", "text"], [["N1", NEW_WORDING]]),
+    r = cli("classify", write_csv(tmp_path / "n.csv", ["id", "text"], [["N1", new_wording]]),
             "-o", out, "--model", tmp_path / "M", "--no-llm", "--quiet")
     assert r.code == 0, r
     assert first_row(out)["category"] == "NETWORK"
