@@ -89,8 +89,9 @@ class Column:
 
 
 def _head_columns(head: str) -> tuple[Column, Column]:
-    return (Column(head, lambda r: r.prediction.label(head)),
-            Column(f"{head}_confidence", lambda r: round(r.prediction.confidence(head), 4)))
+    return (Column(head, lambda r: r.prediction.labels.get(head, "")),
+            Column(f"{head}_confidence",
+                   lambda r: round(r.prediction.confidences.get(head, 0.0), 4)))
 
 
 # The columns a run appends to every input row, in this order (DESIGN.md §2). A new output
