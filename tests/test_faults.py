@@ -222,3 +222,16 @@ def test_a_dead_runs_temporary_is_removed_and_a_live_runs_is_kept(tmp_path):
     assert not dead.exists() and other.exists()
     assert target.read_bytes() == b"id\r\n"  # the last to finish wins, whole
     assert sorted(p.name for p in tmp_path.iterdir()) == [".other.csv.x1y2z3ab.tmp", "out.csv"]
+
+
+def test_a_reader_closing_stdout_early_on_a_report_exits_73_not_as_a_bug():
+    """`ticketclf predict TEXT | head -1`: rich's broken-pipe exit (1) would say bug."""
+    with subprocess.Popen(ticketclf_cmd("predict", "my bill doubled this month", "--explain"),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # before a line is read: the first write fails
+        stderr = proc.stderr.read().decode()
+        assert proc.wait(timeout=120) == 73, stderr
+    assert error_lines(stderr) == [
+        "error: stdout was closed before all of the output was written (the reader stopped "
+        "early)", "  hint: let the reader take all of it, or save it with > FILE"]

@@ -102,7 +102,16 @@ app = typer.Typer(
 def _console(stderr: bool = False) -> Console:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            # rich exits 1 here, the code kept for bugs: a reader that stopped early is an
+            # output error (73), as for `classify -o -`.
+            from .io.writers import stdout_closed
+
+            raise stdout_closed("all of the output was written",
+                                "let the reader take all of it, or save it with > FILE")
+
+    return _Console(stderr=stderr, highlight=False)
 
 
 def _echo_err(message: str) -> None:

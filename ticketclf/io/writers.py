@@ -460,12 +460,18 @@ class _StdoutStream(io.RawIOBase):
             call(*args)
         except OSError as exc:  # the reader went away, or the disk behind `> file` is full
             self._broken = True
-            _detach_stdout()
             if isinstance(exc, BrokenPipeError):
-                raise OutputError(
-                    "stdout was closed before all rows were written (the reader stopped early)",
-                    "write to a file with -o to keep every row") from exc
+                raise stdout_closed("all rows were written",
+                                    "write to a file with -o to keep every row") from exc
+            _detach_stdout()
             raise _write_error("stdout", exc) from exc
+
+
+def stdout_closed(before: str, hint: str) -> OutputError:
+    """The error for a reader of stdout that went away early (`| head`), with stdout pointed
+    at /dev/null so that nothing fails on it again."""
+    _detach_stdout()
+    return OutputError(f"stdout was closed before {before} (the reader stopped early)", hint)
 
 
 def _detach_stdout() -> None:
