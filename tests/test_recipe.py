@@ -23,9 +23,36 @@ def static() -> StaticEmbedding:
 
 
 def test_static_embedding_knows_words_the_training_set_never_used(static: StaticEmbedding):
-    known = set(static.words_.tolist())
+    known = set(static.table()[0].tolist())
     assert {"broadband", "roaming", "refund", "wifi", "u", "thx"} <= known
     assert analyzer()("Thx, my Wi-Fi's dead") == ["thx", "my", "wi", "fi", "s", "dead"]
+
+
+def test_a_model_names_the_static_table_and_is_refused_when_another_is_installed(
+        tmp_path, monkeypatch):
+    """The table stays in the package (a model file is 2 MB, not 14): a model trained with
+    one table must not silently run on another."""
+    import shutil
+
+    from ticketclf.errors import ConfigError
+    from ticketclf.model import load_model, static as static_module
+
+    rows = corpus_rows(12)
+    model = tmp_path / "m"
+    train(TrainSpec(files=[write_csv(tmp_path / "t.csv", ["text", "category", "sentiment"],
+                                     rows)], folds=0), model)
+    assert (model / "model.skops").stat().st_size < 5_000_000
+    other = tmp_path / "static.npz"
+    shutil.copy(static_module.TABLE_PATH, other)
+    with open(other, "ab") as f:
+        f.write(b"\0")  # another file: another hash
+    monkeypatch.setattr(static_module, "TABLE_PATH", other)
+    static_module._package_table.cache_clear()
+    try:
+        with pytest.raises(ConfigError, match="trained with static word table"):
+            load_model(model)
+    finally:
+        static_module._package_table.cache_clear()
 
 
 def test_static_embedding_places_paraphrases_closer_than_other_topics(static: StaticEmbedding):

@@ -237,9 +237,14 @@ def load_artifacts(model_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 def load_model(path: Path | str) -> TicketModel:
     from .core import TicketModel
 
+    from .static import StaticEmbedding
+
     artifacts, card = load_artifacts(Path(os.fspath(path)))
     if (card.get("recipe") or {}).get("encoder"):
         from .encoder import weights_dir
 
         weights_dir()  # refuse now, with the install hint, not at the first batch
+    for _name, part in getattr(artifacts["vectorizer"], "transformer_list", []):
+        if isinstance(part, StaticEmbedding):
+            part.table()  # the same: and read before workers fork, so they share it
     return TicketModel(artifacts["vectorizer"], artifacts["heads"], card)
