@@ -11,6 +11,7 @@
 #    (default ~/.cache/ticketclf) and imports it with podman.
 # 3. Builds CONTEXT/Dockerfile with --build-arg BASE=<that image>, reusing cached layers.
 # Prints key=value lines for callers (tests/test_container.py): image, base, size_bytes,
+# base_size_bytes,
 # containers_conf (the podman settings to run the image with), seconds.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -86,5 +87,6 @@ buildah bud -q --isolation=chroot --network=host --pull=never --layers --format 
 echo "image=$TAG"
 echo "base=$BASE"
 echo "size_bytes=$(podman image inspect "$TAG" --format '{{.Size}}')"
+echo "base_size_bytes=$(podman image inspect "$BASE" --format '{{.Size}}')"
 echo "containers_conf=$CONF"
 echo "seconds=$(($(date +%s) - started))"
