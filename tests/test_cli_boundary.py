@@ -36,6 +36,29 @@ def test_a_command_added_without_any_decorator_still_maps_its_errors_to_exit_cod
     assert "Traceback" not in r.stderr
 
 
+def test_a_signal_whose_exception_a_command_lost_still_ends_it_with_the_signals_code(cli):
+    """Raised inside C code that clears it, a handler's Interrupted vanishes; the boundary
+    still ends the command as the signal asked (143), not with 0."""
+    import signal
+
+    from ticketclf.errors import Interrupted
+
+    @cli_module.app.command("lose-a-signal-for-test")
+    def lose() -> None:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            signal.pthread_sigmask(signal.SIG_BLOCK, [])  # a call: the handler runs here
+        except Interrupted:
+            pass  # what the C code did with it
+
+    try:
+        r = cli("lose-a-signal-for-test")
+    finally:
+        cli_module.app.registered_commands.pop()
+    assert r.code == 143
+    assert "interrupted: no output written" in r.stderr
+
+
 @pytest.mark.parametrize("command", ["classify", "train", "evaluate", "learn"])
 def test_help_at_80_columns_cuts_nothing_and_names_no_python_types(command):
     env = {**os.environ, "COLUMNS": "80", "TERM": "xterm"}

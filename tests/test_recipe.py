@@ -35,7 +35,8 @@ def test_a_model_names_the_static_table_and_is_refused_when_another_is_installed
     import shutil
 
     from ticketclf.errors import ConfigError
-    from ticketclf.model import load_model, static as static_module
+    from ticketclf.model import load_model
+    from ticketclf.model import static as static_module
 
     rows = corpus_rows(12)
     model = tmp_path / "m"

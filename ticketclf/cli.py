@@ -20,7 +20,7 @@ import typer
 from typer.core import TyperGroup
 from typer.core import _click as click  # the click that Typer runs on (vendored by Typer)
 
-from . import __version__
+from . import __version__, interrupts
 from .config import DEFAULT_JOB, default_cache_dir, model_path
 from .errors import ConfigError, Interrupted, TicketclfError, UsageError, exit_code_for
 from .interrupts import signals_raise
@@ -55,7 +55,9 @@ class ErrorBoundary(TyperGroup):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             with signals_raise():
-                return super().invoke(ctx)
+                result = super().invoke(ctx)
+                interrupts.check()  # a signal whose exception was lost still ends as one
+                return result
         except click.exceptions.NoSuchOption as exc:
             if exc.ctx is None or exc.ctx.command.name != "predict":
                 raise

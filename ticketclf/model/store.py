@@ -236,7 +236,6 @@ def load_artifacts(model_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def load_model(path: Path | str) -> TicketModel:
     from .core import TicketModel
-
     from .static import StaticEmbedding
 
     artifacts, card = load_artifacts(Path(os.fspath(path)))
