@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Callable
 
 import pytest
 
 from ticketclf import cli as cli_module
 
-from .conftest import ticketclf_cmd
+from .conftest import lose_a_signal, ticketclf_cmd
 
 
 def test_no_command_prints_the_help_and_exits_2(cli):
@@ -20,17 +21,22 @@ def test_no_command_prints_the_help_and_exits_2(cli):
     assert "classify" in r.stderr and "Usage" in r.stderr
 
 
+def run_added_command(cli, function: Callable[[], None]):
+    """Run `function` as a command added to the app as any command is (and then removed)."""
+    cli_module.app.command("added-for-test")(function)
+    try:
+        return cli("added-for-test")
+    finally:
+        cli_module.app.registered_commands.pop()
+
+
 def test_a_command_added_without_any_decorator_still_maps_its_errors_to_exit_codes(cli):
     """No per-command decorator: the app's group maps what any command raises."""
 
-    @cli_module.app.command("explode-for-test")
     def explode() -> None:
         raise ValueError("boom")
 
-    try:
-        r = cli("explode-for-test")
-    finally:
-        cli_module.app.registered_commands.pop()
+    r = run_added_command(cli, explode)
     assert r.code == 1
     assert "internal error: ValueError: boom" in r.stderr
     assert "Traceback" not in r.stderr
@@ -41,20 +47,7 @@ def test_a_signal_whose_exception_a_command_lost_still_ends_it_with_the_signals_
     still ends the command as the signal asked (143), not with 0."""
     import signal
 
-    from ticketclf.errors import Interrupted
-
-    @cli_module.app.command("lose-a-signal-for-test")
-    def lose() -> None:
-        try:
-            os.kill(os.getpid(), signal.SIGTERM)
-            signal.pthread_sigmask(signal.SIG_BLOCK, [])  # a call: the handler runs here
-        except Interrupted:
-            pass  # what the C code did with it
-
-    try:
-        r = cli("lose-a-signal-for-test")
-    finally:
-        cli_module.app.registered_commands.pop()
+    r = run_added_command(cli, lambda: lose_a_signal(signal.SIGTERM))
     assert r.code == 143
     assert "interrupted: no output written" in r.stderr
 

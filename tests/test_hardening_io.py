@@ -26,7 +26,7 @@ from ticketclf.io.sources import open_source
 from ticketclf.io.writers import AtomicFile
 from ticketclf.schema import RESULT_COLUMN_NAMES
 
-from .conftest import SHIPPED_MODEL, ticketclf_cmd, write_csv
+from .conftest import SHIPPED_MODEL, lose_a_signal, ticketclf_cmd, write_csv
 from .leakcheck import scan as scan_for_leaks
 from .test_classify import read_csv, read_rejects
 
@@ -598,10 +598,6 @@ def test_a_signal_whose_exception_was_swallowed_still_keeps_the_old_output(tmp_p
     target.write_bytes(b"yesterday's output\n")
     with interrupts.signals_raise(), pytest.raises(Interrupted), AtomicFile(target) as f:
         f.write(b"half of today's\n")
-        try:
-            os.kill(os.getpid(), signal.SIGTERM)
-            signal.pthread_sigmask(signal.SIG_BLOCK, [])  # a call: the handler runs here
-        except Interrupted:
-            pass  # what the C code did with it
+        lose_a_signal(signal.SIGTERM)
     assert target.read_bytes() == b"yesterday's output\n"
     assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]
