@@ -22,9 +22,12 @@ COPY --from=requirements /src/requirements.txt /tmp/
 RUN python3 -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt \
     && find /opt/venv/lib -depth -type d -name tests -path '*/site-packages/*' -exec rm -rf {} +
+# binutils is a tool of this build stage only: no version of it reaches the image.
+# hadolint ignore=DL3008
 RUN apt-get update -qq \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends binutils \
        >/dev/null \
+    && rm -rf /var/lib/apt/lists/* \
     && find /opt/venv/lib -type f -name '*.so*' -path '*/site-packages/*' ! -path '*.libs/*' \
        -exec strip --strip-unneeded {} + \
     && /opt/venv/bin/python -c "import numpy, numpy.linalg, scipy.sparse, scipy.optimize, \
