@@ -5,7 +5,8 @@ clean up. But an exception raised from a handler can be lost: when the interpret
 handler inside C code that then clears the error, the run went on and exited 0 with its
 output in place (seen in the main process's first batch, building the static table's index).
 So each signal is also remembered, and the places that commit work (each batch of a run,
-every atomic rename) check for one with `check()`.
+every atomic rename, the end of a command) check for one with `check()`; around os.fork it
+is only remembered (`only_remembered`).
 """
 
 from __future__ import annotations
@@ -18,11 +19,26 @@ from .errors import Interrupted
 
 _RUN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _received: list[int] = []
+_remembering_only = [0]  # depth of only_remembered()
 
 
 def _handler(signum: int, _frame: object) -> None:
     _received.append(signum)
-    raise Interrupted(signum)
+    if not _remembering_only[0]:
+        raise Interrupted(signum)
+
+
+@contextmanager
+def only_remembered() -> Iterator[None]:
+    """Inside, SIGTERM and SIGINT are remembered but not raised; the next check() raises
+    them. For os.fork: its at-fork callbacks swallow what a handler raises, and a raise there
+    skips the rest of the callback (logging's lock release: the lock stayed held, and the
+    LLM threads hung on their next log line)."""
+    _remembering_only[0] += 1
+    try:
+        yield
+    finally:
+        _remembering_only[0] -= 1
 
 
 def check() -> None:

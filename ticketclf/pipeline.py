@@ -21,6 +21,7 @@ from pathlib import Path
 from queue import SimpleQueue
 from typing import NoReturn, Protocol
 
+from . import interrupts
 from .drift import DriftCounts, WordVocabulary, count_batch
 from .errors import WorkerDied
 from .io.readers import Batch
@@ -213,22 +214,17 @@ class _Worker:
 _RUN_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
-def _handle_pending_signals() -> None:
-    """Nothing: calling a Python function is where the interpreter runs the handlers of
-    signals that have arrived (they raise Interrupted here, if any did)."""
-
-
 def _fork_worker(scorer: Scorer) -> _Worker:
     tasks_r, tasks_w = multiprocessing.Pipe(duplex=False)
     results_r, results_w = multiprocessing.Pipe(duplex=False)
     # A SIGTERM or SIGINT whose Python handler ran inside os.fork() would run it in an
-    # at-fork callback (logging's lock release), where CPython swallows the exception it
-    # raises: the run would go on as if never signalled. So the signals are blocked across
-    # the fork, and those that came before it are handled first, here, in our own frame.
+    # at-fork callback, where CPython swallows what it raises and the rest of the callback
+    # (logging's lock release) is skipped. The signals are blocked here across the fork; a
+    # thread that does not block them (the LLM's) may still take one, so the handler only
+    # remembers it until the fork is done, and the parent raises it after.
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, _RUN_SIGNALS)
     try:
-        _handle_pending_signals()
-        with warnings.catch_warnings():
+        with interrupts.only_remembered(), warnings.catch_warnings():
             # Python >= 3.12 warns when other threads exist (the LLM's, a progress bar's): a
             # lock one of them holds stays locked in the child. The child takes none of
             # theirs: it predicts, and talks only over its own two pipes.
@@ -255,6 +251,7 @@ def _fork_worker(scorer: Scorer) -> _Worker:
         os._exit(code)
     tasks_r.close()
     results_w.close()
+    interrupts.check()  # a signal that came during the fork ends the run now
     return _Worker(pid, tasks_w, results_r)
 
 
