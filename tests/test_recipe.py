@@ -56,6 +56,16 @@ def test_a_model_names_the_static_table_and_is_refused_when_another_is_installed
         static_module._package_table.cache_clear()
 
 
+def test_a_model_that_carries_its_own_static_table_uses_it_not_the_packages():
+    """Models made before the table stayed in the package hold words_ and vectors_: they
+    must keep loading and giving their own embedding whatever table is installed."""
+    own = StaticEmbedding()
+    own.words_ = np.array(["bill", "wifi"])
+    own.vectors_ = np.array([[1, 0], [0, 1]], dtype=np.float16)
+    assert own.transform(["my bill", "wifi wifi", "nothing known"]).tolist() == [
+        [1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]
+
+
 def test_static_embedding_places_paraphrases_closer_than_other_topics(static: StaticEmbedding):
     a, b, c = static.transform(["my internet keeps dropping out every evening",
                                 "the broadband connection cuts off each night",

@@ -373,7 +373,8 @@ def learn(spec: LearnSpec, output: Path,
     card["name"] = card["version"]
     card["lineage"] = {
         "base": {"version": base_card.get("version"), "name": base_card.get("name")},
-        "rows": {"base": len(base_rows), "llm": by_source["llm"], "human": by_source["human"]},
+        "rows": {"base": len(base_rows), LLM_SOURCE: by_source[LLM_SOURCE],
+                 HUMAN_SOURCE: by_source[HUMAN_SOURCE]},
         "held_out": dict(sorted(Counter(r.source for r in held).items())),
         "llm_heads": list(HEADS if spec.llm_sentiment else ("category",)),
         "thresholds": {"min_llm_confidence": spec.min_llm_confidence,
